@@ -1,0 +1,41 @@
+# hopper: run `make help` for the targets.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+GO ?= go
+BIN := bin/hopper
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 10s
+
+.PHONY: help run build test test-deps unit fuzz fuzz-short lint bench
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/hopper
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hopper
+
+run: build ## build and start hopper on 127.0.0.1:8080 (direct egress)
+	./$(BIN) serve $(ARGS)
+
+test: test-deps lint unit fuzz-short ## install test dependencies if missing, then lint, race tests and a short fuzz run
+
+test-deps: ## install what the tests need (curl, strace, ...) when missing
+	@bash .ci/deps
+
+unit: ## go test -race on every package
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+fuzz-short: ## every fuzz target for FUZZTIME (10s)
+	@FUZZTIME=$(FUZZTIME) GO=$(GO) bash .ci/fuzz
+
+fuzz: ## every fuzz target for 30s
+	@FUZZTIME=30s GO=$(GO) bash .ci/fuzz
+
+lint: ## gofmt and go vet (staticcheck too when installed)
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; fi
+
+bench: ## go benchmarks: hopper against direct connections on loopback
+	$(GO) test -run='^$$' -bench=. -benchtime=2s ./...
