@@ -1,0 +1,331 @@
+package socks
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/hopper-proxy/hopper/dial"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testTimeout bounds every blocking step of a test.
+const testTimeout = 10 * time.Second
+
+// testProxy is a tiny listener standing in for tunnel: it reads one byte under a
+// header deadline and hands the connection to ServeStream, then closes it.
+type testProxy struct {
+	addr   string
+	logs   *observer.ObservedLogs
+	served chan struct{} // one value per ServeStream that returned
+}
+
+// startProxy serves cfg on 127.0.0.1:0 until the test ends. A nil cfg.Logger
+// logs to the test and to p.logs.
+func startProxy(tb testing.TB, cfg Config) *testProxy {
+	tb.Helper()
+	p := &testProxy{served: make(chan struct{}, 1024)}
+	if cfg.Logger == nil {
+		core, logs := observer.New(zapcore.InfoLevel)
+		p.logs = logs
+		cfg.Logger = zap.New(zapcore.NewTee(core, zaptest.NewLogger(tb).Core()))
+	}
+	srv, err := New(cfg)
+	require.NoError(tb, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	p.addr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.serveOne(ctx, srv, c)
+			}()
+		}
+	}()
+	tb.Cleanup(func() {
+		cancel()
+		_ = ln.Close()
+		wg.Wait()
+	})
+	return p
+}
+
+func (p *testProxy) serveOne(ctx context.Context, srv *Server, c net.Conn) {
+	defer func() {
+		_ = c.Close()
+		select { // benchmarks serve more streams than anyone counts
+		case p.served <- struct{}{}:
+		default:
+		}
+	}()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return
+	}
+	srv.ServeStream(ctx, c, b[0])
+}
+
+// tunnelLogs waits until n streams were served and returns their access-log
+// lines.
+func (p *testProxy) tunnelLogs(t *testing.T, n int) []observer.LoggedEntry {
+	t.Helper()
+	for range n {
+		select {
+		case <-p.served:
+		case <-time.After(testTimeout):
+			t.Fatal("stream not served in time")
+		}
+	}
+	return p.logs.FilterMessage("tunnel").AllUntimed()
+}
+
+// recorder is a Dialer that records every request before passing it on.
+type recorder struct {
+	next dial.Dialer
+	mu   sync.Mutex
+	reqs []dial.Request
+	ctxs []context.Context
+}
+
+func (r *recorder) Dial(ctx context.Context, req *dial.Request) (*dial.Outbound, error) {
+	r.mu.Lock()
+	r.reqs = append(r.reqs, *req)
+	r.ctxs = append(r.ctxs, ctx)
+	r.mu.Unlock()
+	return r.next.Dial(ctx, req)
+}
+
+func (r *recorder) requests() []dial.Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]dial.Request(nil), r.reqs...)
+}
+
+// failing is a Dialer that always fails with err, wrapped as a dial.Error.
+func failing(err error) dial.Dialer {
+	return dial.DialerFunc(func(_ context.Context, req *dial.Request) (*dial.Outbound, error) {
+		return nil, &dial.Error{Upstream: "test", Target: req.Target, Attempt: 1, Err: err}
+	})
+}
+
+// startEcho runs an echo server on addr (host:0) that half-closes after the
+// client's EOF.
+func startEcho(tb testing.TB, addr string) string {
+	tb.Helper()
+	return startOrigin(tb, addr, func(c *net.TCPConn) {
+		_, _ = io.Copy(c, c)
+		_ = c.CloseWrite()
+	})
+}
+
+// startOrigin runs handle for every connection to a listener on addr.
+func startOrigin(tb testing.TB, addr string, handle func(c *net.TCPConn)) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(tb, err)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(testTimeout))
+				handle(c.(*net.TCPConn))
+			}()
+		}
+	}()
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+func dialProxy(tb testing.TB, addr string) *net.TCPConn {
+	tb.Helper()
+	c, err := net.DialTimeout("tcp", addr, testTimeout)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = c.Close() })
+	require.NoError(tb, c.SetDeadline(time.Now().Add(testTimeout)))
+	return c.(*net.TCPConn)
+}
+
+// addr5 encodes target as SOCKS5 ATYP, address and port.
+func addr5(tb testing.TB, target string) []byte {
+	tb.Helper()
+	host, portStr, err := net.SplitHostPort(target)
+	require.NoError(tb, err)
+	port, err := strconv.Atoi(portStr)
+	require.NoError(tb, err)
+	var b []byte
+	ip := net.ParseIP(host)
+	switch {
+	case ip.To4() != nil:
+		b = append([]byte{0x01}, ip.To4()...)
+	case ip != nil:
+		b = append([]byte{0x04}, ip.To16()...)
+	default:
+		b = append([]byte{0x03, byte(len(host))}, host...)
+	}
+	return binary.BigEndian.AppendUint16(b, uint16(port))
+}
+
+// request5 encodes a SOCKS5 request.
+func request5(tb testing.TB, cmd byte, target string) []byte {
+	return append([]byte{0x05, cmd, 0x00}, addr5(tb, target)...)
+}
+
+// greet sends a SOCKS5 greeting and returns the selected method.
+func greet(tb testing.TB, c net.Conn, methods ...byte) byte {
+	tb.Helper()
+	_, err := c.Write(append([]byte{0x05, byte(len(methods))}, methods...))
+	require.NoError(tb, err)
+	var r [2]byte
+	_, err = io.ReadFull(c, r[:])
+	require.NoError(tb, err)
+	require.Equal(tb, byte(0x05), r[0])
+	return r[1]
+}
+
+// userPass runs RFC 1929 and returns the status.
+func userPass(tb testing.TB, c net.Conn, user, pass string) byte {
+	tb.Helper()
+	b := append([]byte{0x01, byte(len(user))}, user...)
+	b = append(append(b, byte(len(pass))), pass...)
+	_, err := c.Write(b)
+	require.NoError(tb, err)
+	var r [2]byte
+	_, err = io.ReadFull(c, r[:])
+	require.NoError(tb, err)
+	require.Equal(tb, byte(0x01), r[0])
+	return r[1]
+}
+
+// readReply5 reads a SOCKS5 reply and returns its code.
+func readReply5(tb testing.TB, r io.Reader) byte {
+	tb.Helper()
+	var hdr [4]byte
+	_, err := io.ReadFull(r, hdr[:])
+	require.NoError(tb, err)
+	require.Equal(tb, byte(0x05), hdr[0])
+	var rest int
+	switch hdr[3] {
+	case 0x01:
+		rest = 4 + 2
+	case 0x04:
+		rest = 16 + 2
+	default:
+		tb.Fatalf("unexpected reply address type %#x", hdr[3])
+	}
+	_, err = io.ReadFull(r, make([]byte, rest))
+	require.NoError(tb, err)
+	return hdr[1]
+}
+
+// connect5 greets without auth, sends CONNECT to target and returns the reply code.
+func connect5(tb testing.TB, c net.Conn, target string) byte {
+	tb.Helper()
+	require.Equal(tb, byte(0x00), greet(tb, c, 0x00))
+	_, err := c.Write(request5(tb, 0x01, target))
+	require.NoError(tb, err)
+	return readReply5(tb, c)
+}
+
+// encodeRequest4 encodes a SOCKS4 request; a host name makes it SOCKS4a.
+func encodeRequest4(tb testing.TB, cmd byte, target, userID string) []byte {
+	tb.Helper()
+	host, portStr, err := net.SplitHostPort(target)
+	require.NoError(tb, err)
+	port, err := strconv.Atoi(portStr)
+	require.NoError(tb, err)
+	b := binary.BigEndian.AppendUint16([]byte{0x04, cmd}, uint16(port))
+	ip := net.ParseIP(host).To4()
+	if ip == nil {
+		ip = net.IPv4(0, 0, 0, 1).To4()
+	}
+	b = append(append(b, ip...), userID...)
+	b = append(b, 0)
+	if net.ParseIP(host) == nil {
+		b = append(append(b, host...), 0)
+	}
+	return b
+}
+
+// readReply4 reads a SOCKS4 reply and returns its code.
+func readReply4(tb testing.TB, r io.Reader) byte {
+	tb.Helper()
+	var b [8]byte
+	_, err := io.ReadFull(r, b[:])
+	require.NoError(tb, err)
+	require.Equal(tb, byte(0x00), b[0])
+	return b[1]
+}
+
+// requireClosed asserts the server closes c without sending anything more.
+func requireClosed(tb testing.TB, c net.Conn) {
+	tb.Helper()
+	n, err := io.Copy(io.Discard, c)
+	if !errors.Is(err, syscall.ECONNRESET) { // a close with unread input resets
+		require.NoError(tb, err, "want the connection closed")
+	}
+	require.Zero(tb, n, "want no more bytes")
+}
+
+// echoRoundTrip writes msg through c and reads it back.
+func echoRoundTrip(tb testing.TB, c net.Conn, msg string) {
+	tb.Helper()
+	_, err := c.Write([]byte(msg))
+	require.NoError(tb, err)
+	got := make([]byte, len(msg))
+	_, err = io.ReadFull(c, got)
+	require.NoError(tb, err)
+	require.Equal(tb, msg, string(got))
+}
+
+// field returns the access-log field key of e.
+func field(e observer.LoggedEntry, key string) any {
+	return e.ContextMap()[key]
+}

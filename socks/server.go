@@ -1,0 +1,238 @@
+package socks
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/relay"
+)
+
+// Protocol versions, the first byte of a SOCKS stream.
+const (
+	socks4Version = 0x04
+	socks5Version = 0x05
+)
+
+// Results in the access log beyond "ok" and the dial.Kind strings.
+const (
+	resultOK            = "ok"
+	resultIdle          = "idle"
+	resultBadRequest    = "bad-request"
+	resultUnsupported   = "unsupported"
+	resultAuthFailed    = "auth-failed"
+	resultClientClosed  = "client-closed"
+	resultClientTimeout = "client-timeout"
+	resultCanceled      = "canceled"
+)
+
+// Handshake failures the client caused; replyCode5 and replyCode4 render them.
+var (
+	errBadRequest  = errors.New("malformed request")
+	errUnsupported = errors.New("command not supported")
+	errNoPassword  = errors.New("SOCKS4 cannot authenticate: no password")
+)
+
+// aLongTimeAgo is a deadline in the past, set to unblock a handshake.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// ServeStream serves a connection whose first byte the listener already read:
+// 0x05 for SOCKS5, 0x04 for SOCKS4 or SOCKS4a; for anything else it returns
+// at once, so the connection is closed. The listener leaves its header
+// deadline set on conn; ServeStream clears it once the handshake is done. The
+// listener closes conn after ServeStream returns; ServeStream never does
+// (relaying half-closes it when the target ends its side).
+//
+// ctx bounds the whole stream: cancelling it aborts the handshake (through a
+// deadline on conn), the dial, and an established tunnel. The dial is further
+// bounded by Config.ConnectTimeout and the tunnel by Config.IdleTimeout.
+func (s *Server) ServeStream(ctx context.Context, conn net.Conn, first byte) {
+	st := &stream{ctx: ctx, conn: conn, start: time.Now()}
+	st.req.Client = conn.RemoteAddr()
+	st.unwatch = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
+	switch first {
+	case socks5Version:
+		st.req.Protocol = dial.ProtocolSOCKS5
+		s.serveSOCKS5(st)
+	case socks4Version:
+		st.req.Protocol = dial.ProtocolSOCKS4
+		s.serveSOCKS4(st)
+	default:
+		st.fail(resultBadRequest, fmt.Errorf("%w: version %#x", errBadRequest, first))
+	}
+	st.unwatch()
+	s.logAccess(st)
+}
+
+// stream is the state of one ServeStream call, shared by the handshake code of
+// both protocols and the access log.
+type stream struct {
+	ctx     context.Context
+	conn    net.Conn // raw client connection, as the listener accepted it
+	start   time.Time
+	unwatch func() bool // stops the ctx watch on the handshake
+
+	req    dial.Request
+	out    *dial.Outbound
+	res    relay.Result
+	result string
+	err    error
+}
+
+// fail records the outcome unless one is already recorded.
+func (st *stream) fail(result string, err error) {
+	if st.result == "" {
+		st.result, st.err = result, err
+	}
+}
+
+// endHandshake clears the listener's header deadline; it fails when ctx was
+// cancelled meanwhile.
+func (st *stream) endHandshake() error {
+	if !st.unwatch() {
+		return fmt.Errorf("handshake: %w", context.Cause(st.ctx))
+	}
+	return st.conn.SetDeadline(time.Time{})
+}
+
+// handshakeResult names the outcome of a handshake that failed with err, given
+// the first error reading from the client (nil if none).
+func (st *stream) handshakeResult(readErr error) string {
+	switch {
+	case st.ctx.Err() != nil:
+		return resultCanceled
+	case readErr == nil:
+		return resultBadRequest
+	case errors.Is(readErr, os.ErrDeadlineExceeded):
+		return resultClientTimeout
+	case errors.Is(readErr, io.EOF), errors.Is(readErr, io.ErrUnexpectedEOF),
+		errors.Is(readErr, syscall.ECONNRESET), errors.Is(readErr, net.ErrClosed):
+		return resultClientClosed
+	default:
+		return resultBadRequest
+	}
+}
+
+// replyFunc answers the client: err nil means success, bound is then the
+// outbound connection's local address.
+type replyFunc func(err error, bound net.Addr) error
+
+// connect dials st.req, answers the client with reply and, on success, relays
+// until the tunnel ends. Bytes the handshake reader already buffered past the
+// request go to the target first.
+func (s *Server) connect(st *stream, br *bufio.Reader, reply replyFunc) {
+	if err := st.endHandshake(); err != nil {
+		st.fail(resultCanceled, err)
+		return
+	}
+	dctx, cancel := context.WithTimeout(st.ctx, s.cfg.ConnectTimeout)
+	out, err := s.cfg.Dialer.Dial(dctx, &st.req)
+	cancel()
+	if err != nil {
+		if st.ctx.Err() != nil {
+			st.fail(resultCanceled, err)
+		} else {
+			st.fail(dial.Classify(err).String(), err)
+		}
+		_ = reply(err, nil)
+		return
+	}
+	st.out = out
+	defer out.Done(false)
+	if err := reply(nil, out.Conn.LocalAddr()); err != nil {
+		st.fail(resultClientClosed, fmt.Errorf("write reply: %w", err))
+		return
+	}
+	if n := br.Buffered(); n > 0 {
+		early, _ := br.Peek(n)
+		w, err := out.Conn.Write(early)
+		st.res.Up += int64(w)
+		if err != nil {
+			st.fail(dial.KindFailed.String(), fmt.Errorf("write early data: %w", err))
+			return
+		}
+	}
+	stop := context.AfterFunc(st.ctx, func() { _ = out.Conn.Close() })
+	res, err := relay.Pipe(st.conn, out.Conn, s.cfg.IdleTimeout)
+	canceled := !stop()
+	st.res.Up += res.Up
+	st.res.Down += res.Down
+	st.res.Idle = res.Idle
+	switch {
+	case canceled:
+		st.fail(resultCanceled, context.Cause(st.ctx))
+	case res.Idle:
+		st.fail(resultIdle, err)
+	default:
+		st.fail(resultOK, err)
+	}
+}
+
+// logAccess writes the stream's one access-log line.
+func (s *Server) logAccess(st *stream) {
+	ce := s.log.Check(zap.InfoLevel, "tunnel")
+	if ce == nil {
+		return
+	}
+	upstream, attempts := "", 0
+	var de *dial.Error
+	switch {
+	case st.out != nil:
+		upstream, attempts = st.out.Upstream, len(st.out.Attempts)
+	case errors.As(st.err, &de):
+		upstream, attempts = de.Upstream, de.Attempt
+	}
+	client := ""
+	if st.req.Client != nil {
+		client = st.req.Client.String()
+	}
+	fields := make([]zap.Field, 0, 11)
+	fields = append(fields,
+		zap.String("client", client),
+		zap.String("user", st.req.User),
+		zap.String("proto", st.req.Protocol.String()),
+		zap.String("target", st.req.Target),
+		zap.String("upstream", upstream),
+		zap.Int("attempts", attempts),
+		zap.Int64("up", st.res.Up),
+		zap.Int64("down", st.res.Down),
+		zap.Duration("duration", time.Since(st.start)),
+		zap.String("result", st.result),
+	)
+	if st.err != nil {
+		fields = append(fields, zap.Error(st.err))
+	}
+	ce.Write(fields...)
+}
+
+// validHost reports whether a host name from a request may be handed to the
+// Dialer: an IP literal, or 1 to 253 bytes of letters, digits, '-', '_' and
+// '.' (what DNS names and /etc/hosts entries use; clients send IDNs as
+// punycode). Anything else, an empty name above all, is a malformed request.
+func validHost(h string) bool {
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
