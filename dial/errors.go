@@ -34,6 +34,9 @@ type Error struct {
 	Target   string
 	Attempt  int // 1-based
 	Err      error
+	// Attempts lists every try when a dialer made several, for the access
+	// log; nil otherwise.
+	Attempts []Attempt
 }
 
 func (e *Error) Error() string {

@@ -102,11 +102,16 @@ func (p *pipe) copy(dst, src net.Conn) direction {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // copyOnce copies until EOF or error. Between two *net.TCPConn, io.Copy uses
-// splice(2); otherwise a pooled buffer avoids a fresh 32 KiB per call.
+// splice(2). A source with its own WriteTo (a conn replaying bytes read
+// ahead during a handshake, then handing over to its raw conn) keeps that
+// path too. Otherwise a pooled buffer avoids a fresh 32 KiB per call.
 func copyOnce(dst, src net.Conn) (int64, error) {
-	if _, ok := src.(*net.TCPConn); ok {
-		if _, ok := dst.(*net.TCPConn); ok {
-			return io.Copy(dst, src)
+	if _, ok := dst.(*net.TCPConn); ok {
+		switch s := src.(type) {
+		case *net.TCPConn:
+			return io.Copy(dst, s)
+		case io.WriterTo:
+			return s.WriteTo(dst)
 		}
 	}
 	bp := bufPool.Get().(*[]byte)

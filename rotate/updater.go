@@ -1,0 +1,179 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// UpdaterConfig configures an Updater.
+type UpdaterConfig struct {
+	// Sources are list files and http(s) URLs, read in order; their
+	// entries are concatenated and deduplicated. At least one is required.
+	Sources []string
+	// Interval is the time between reloads in Run. Zero means Run reloads
+	// only at start; Reload works at any time.
+	Interval time.Duration
+	// Client fetches URL sources. Nil means a client of its own that honours
+	// the proxy environment variables, keeps no idle connections and gives
+	// up on a fetch after FetchTimeout.
+	Client *http.Client
+	// FetchTimeout bounds one fetch by the default client. Zero means 30s.
+	FetchTimeout time.Duration
+	// MaxListSize bounds one source's size in bytes. Zero means 64 MiB.
+	MaxListSize int64
+	// Logger receives reload results and skipped lines. Nil means none.
+	Logger *zap.Logger
+}
+
+// Validate reports a config the updater cannot run with.
+func (c *UpdaterConfig) Validate() error {
+	var errs []error
+	if len(c.Sources) == 0 {
+		errs = append(errs, fmt.Errorf("%w: no upstream sources", ErrBadConfig))
+	}
+	for _, s := range c.Sources {
+		if s == "" {
+			errs = append(errs, fmt.Errorf("%w: empty source", ErrBadConfig))
+		}
+	}
+	if c.Interval < 0 || c.FetchTimeout < 0 || c.MaxListSize < 0 {
+		errs = append(errs, fmt.Errorf("%w: negative interval, fetch timeout or list size", ErrBadConfig))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *UpdaterConfig) maxListSize() int64 {
+	if c.MaxListSize == 0 {
+		return 64 << 20
+	}
+	return c.MaxListSize
+}
+
+// maxLoggedLines bounds the bad lines logged per source and reload.
+const maxLoggedLines = 20
+
+// ErrNoEntries: a reload found no usable upstream in any source; the pool
+// was left as it was.
+var ErrNoEntries = errors.New("no usable upstream in any source")
+
+// Updater loads a pool's upstream lists: at start, every Interval, and on
+// demand. A source that fails or yields nothing keeps its entries from the
+// last good load, and a reload that yields nothing at all leaves the pool
+// untouched. It starts no goroutine: Run is the caller's to start and stop.
+type Updater struct {
+	pool   *Pool
+	cfg    UpdaterConfig
+	log    *zap.Logger
+	client *http.Client
+
+	mu     sync.Mutex             // serialises reloads
+	last   map[string][]*Upstream // last good entries per source
+	loaded atomic.Bool            // a reload has published
+}
+
+// NewUpdater returns an updater for pool, or cfg.Validate's error.
+func NewUpdater(pool *Pool, cfg UpdaterConfig) (*Updater, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	u := &Updater{pool: pool, cfg: cfg, log: cfg.Logger, client: cfg.Client, last: make(map[string][]*Upstream)}
+	if u.log == nil {
+		u.log = zap.NewNop()
+	}
+	if u.client == nil {
+		timeout := cfg.FetchTimeout
+		if timeout == 0 {
+			timeout = 30 * time.Second
+		}
+		u.client = &http.Client{
+			Timeout: timeout,
+			Transport: &http.Transport{
+				Proxy:               http.ProxyFromEnvironment,
+				DisableKeepAlives:   true,
+				TLSHandshakeTimeout: 10 * time.Second,
+			},
+		}
+	}
+	return u, nil
+}
+
+// Run reloads at start (unless a Reload already succeeded) and then every
+// Interval until ctx ends, when it returns nil. Each reload's outcome is
+// logged; a failed one keeps the pool as it was.
+func (u *Updater) Run(ctx context.Context) error {
+	if !u.loaded.Load() {
+		_ = u.Reload(ctx)
+	}
+	if u.cfg.Interval <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(u.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			_ = u.Reload(ctx)
+		}
+	}
+}
+
+// Reload reads every source now and publishes the result to the pool
+// (cmd/hopper calls it on SIGHUP). It logs what it found, bad lines with
+// file:line included, so callers need not log its error again. The error is
+// nil when every source loaded; otherwise it joins the sources' failures and
+// wraps ErrNoEntries if the pool was left untouched. ctx bounds the fetches.
+func (u *Updater) Reload(ctx context.Context) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var all []*Upstream
+	var errs []error
+	for _, src := range u.cfg.Sources {
+		label := sourceLabel(src)
+		ups, lineErrs, err := u.loadSource(ctx, src)
+		u.logLineErrors(label, lineErrs)
+		if err == nil && len(ups) == 0 {
+			err = fmt.Errorf("%w: %s", ErrEmptyList, label)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			ups = u.last[src]
+			u.log.Warn("upstream source failed; keeping its previous entries",
+				zap.String("source", label), zap.Int("kept", len(ups)), zap.Error(err))
+		} else {
+			u.last[src] = ups
+		}
+		all = append(all, ups...)
+	}
+	if len(all) == 0 {
+		errs = append(errs, ErrNoEntries)
+		u.log.Warn("reload found no usable upstream; keeping the previous pool",
+			zap.Int("pool", u.pool.Len()))
+		return errors.Join(errs...)
+	}
+	st := u.pool.Replace(all)
+	u.loaded.Store(true)
+	u.log.Info("upstreams loaded", zap.Int("total", u.pool.Len()), zap.Int("added", st.Added),
+		zap.Int("removed", st.Removed), zap.Int("duplicates", st.Duplicates), zap.Int("failed_sources", len(errs)))
+	return errors.Join(errs...)
+}
+
+func (u *Updater) logLineErrors(label string, lineErrs []error) {
+	for i, err := range lineErrs {
+		if i == maxLoggedLines {
+			u.log.Warn("more bad upstream lines skipped", zap.String("source", label),
+				zap.Int("not_shown", len(lineErrs)-maxLoggedLines))
+			return
+		}
+		u.log.Warn("bad upstream line skipped", zap.Error(err))
+	}
+}
