@@ -3,6 +3,7 @@ package dial
 import (
 	"context"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -59,6 +60,12 @@ type Request struct {
 	// (from 0), so a dialer can rotate per connection or every N requests.
 	ConnID uint64
 	Seq    int
+	// Guard, if set, vets every address the request is about to connect to
+	// directly, after name resolution (so a name cannot smuggle a private
+	// address past an ACL). It returns an error wrapping ErrDenied to refuse.
+	// Dialers that connect directly (Direct, direct upstreams) must call it;
+	// connections through an upstream proxy resolve remotely and do not.
+	Guard func(netip.Addr) error
 }
 
 // Attempt records one try at reaching the target through one upstream.

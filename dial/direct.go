@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
+	"syscall"
 	"time"
 )
 
@@ -37,7 +39,7 @@ func (d *Direct) Dial(ctx context.Context, req *Request) (*Outbound, error) {
 		}
 	}
 	start := time.Now()
-	c, err := DialTCP(ctx, d.LocalIP, req.Target)
+	c, err := DialTCPGuard(ctx, d.LocalIP, req.Target, req.Guard)
 	if err != nil {
 		return nil, &Error{Upstream: label, Target: req.Target, Attempt: 1, Err: err}
 	}
@@ -70,7 +72,22 @@ func (d *Direct) outbound(c net.Conn, label, target string, elapsed time.Duratio
 // is off: tunnels end by the relay's idle timeout, and the setsockopt calls
 // cost measurably on short connections.
 func DialTCP(ctx context.Context, localIP net.IP, target string) (net.Conn, error) {
+	return DialTCPGuard(ctx, localIP, target, nil)
+}
+
+// DialTCPGuard is DialTCP that lets guard (nil: none) veto each resolved
+// address before connecting to it.
+func DialTCPGuard(ctx context.Context, localIP net.IP, target string, guard func(netip.Addr) error) (net.Conn, error) {
 	d := net.Dialer{KeepAlive: -1}
+	if guard != nil {
+		d.ControlContext = func(_ context.Context, _, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return fmt.Errorf("%w: unparsable address %q", ErrDenied, address)
+			}
+			return guard(ap.Addr().Unmap())
+		}
+	}
 	if localIP != nil {
 		d.LocalAddr = &net.TCPAddr{IP: localIP}
 	}
