@@ -12,9 +12,13 @@ import (
 
 // Defaults for zero Config fields.
 const (
-	DefaultRetries        = 2
-	DefaultConnectTimeout = 10 * time.Second
-	maxRetries            = 16
+	DefaultRetries                 = 2
+	DefaultConnectTimeout          = 10 * time.Second
+	DefaultFailuresUntilQuarantine = 3
+	DefaultQuarantine              = 5 * time.Minute
+	DefaultMaxQuarantine           = time.Hour
+	DefaultMaxQueueWait            = 10 * time.Second
+	maxRetries                     = 16
 )
 
 // Config configures a Pool. The zero value is usable: every field documents
@@ -45,8 +49,53 @@ type Config struct {
 	MaxIdlePerUpstream int
 	// IdleTimeout closes kept connections unused for longer. Zero means 60s.
 	IdleTimeout time.Duration
-	// Logger receives pool-level events (reloads); never per request, which
-	// the front ends' access log covers. Nil means no logging.
+	// Policy chooses among healthy upstreams; PolicyDefault means round
+	// robin. A pool's PoolSpec.Policy and a rule's Rule.Policy override it.
+	Policy Policy
+
+	// FailuresUntilQuarantine (--failures-until-quarantine) is how many
+	// consecutive attempts failing through the upstream's own fault (cannot
+	// connect, TLS to the proxy, 407, 5xx of its own, handshake garbage,
+	// timeout) take it out of service. Target faults (refused, unreachable,
+	// name not found as reported through it), its ruleset denying one
+	// target, and clients going away never count. Zero means 3; negative
+	// never quarantines.
+	FailuresUntilQuarantine int
+	// Quarantine (--quarantine) is how long a first offence keeps an
+	// upstream out of service. Zero means 5m. An upstream quarantined again
+	// within MaxQuarantine of its release stays out twice as long as the
+	// time before, up to MaxQuarantine. A probe that finds it working
+	// releases it early; once released it is on probation: its next failure
+	// of its own quarantines it again.
+	Quarantine time.Duration
+	// MaxQuarantine caps the doubling. Zero means 1h, or Quarantine if that
+	// is longer.
+	MaxQuarantine time.Duration
+
+	// SessionTTL (--session-ttl) is how long a sticky session
+	// (dial.Request.Session) keeps its upstream after its last successful
+	// connection. Zero means 10m; negative turns the table off (sessions
+	// still get a stable provider session id for templates, but not a
+	// stable upstream).
+	SessionTTL time.Duration
+	// MaxSessions bounds the sticky-session table; the least recently used
+	// session is forgotten first. Zero means 65536.
+	MaxSessions int
+
+	// MaxQueueWait (--max-queue-wait) bounds how long a request waits for
+	// an upstream that a rule's min-interval keeps busy for its target
+	// host; when no upstream frees up within it, the request fails at once
+	// with ErrQueueWait (503 no-upstream). Zero means 10s; negative never
+	// waits.
+	MaxQueueWait time.Duration
+
+	// Clock tells time and waits; nil means the system clock. Tests pass a
+	// fake one.
+	Clock Clock
+
+	// Logger receives pool-level events (reloads, quarantine and release,
+	// once per change); never per request, which the front ends' access log
+	// covers. Nil means no logging.
 	Logger *zap.Logger
 }
 
@@ -68,6 +117,18 @@ func (c *Config) Validate() error {
 	if err := c.Rotate.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrBadConfig, err))
 	}
+	if err := c.Policy.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrBadConfig, err))
+	}
+	if c.Quarantine < 0 || c.MaxQuarantine < 0 {
+		errs = append(errs, fmt.Errorf("%w: negative quarantine", ErrBadConfig))
+	}
+	if c.Quarantine > 0 && c.MaxQuarantine > 0 && c.MaxQuarantine < c.Quarantine {
+		errs = append(errs, fmt.Errorf("%w: max quarantine %v shorter than quarantine %v", ErrBadConfig, c.MaxQuarantine, c.Quarantine))
+	}
+	if c.MaxSessions < 0 {
+		errs = append(errs, fmt.Errorf("%w: negative session table size", ErrBadConfig))
+	}
 	return errors.Join(errs...)
 }
 
@@ -87,4 +148,52 @@ func (c *Config) connectTimeout() time.Duration {
 		return DefaultConnectTimeout
 	}
 	return c.ConnectTimeout
+}
+
+func (c *Config) quarantine() (base, ceiling time.Duration) {
+	base = c.Quarantine
+	if base == 0 {
+		base = DefaultQuarantine
+	}
+	ceiling = c.MaxQuarantine
+	if ceiling == 0 {
+		ceiling = max(DefaultMaxQuarantine, base)
+	}
+	return base, ceiling
+}
+
+func (c *Config) threshold() int32 {
+	switch {
+	case c.FailuresUntilQuarantine < 0:
+		return 0
+	case c.FailuresUntilQuarantine == 0:
+		return DefaultFailuresUntilQuarantine
+	default:
+		return int32(min(c.FailuresUntilQuarantine, 1<<20))
+	}
+}
+
+func (c *Config) sessionTable() *sessions {
+	if c.SessionTTL < 0 {
+		return nil
+	}
+	ttl, n := c.SessionTTL, c.MaxSessions
+	if ttl == 0 {
+		ttl = DefaultSessionTTL
+	}
+	if n == 0 {
+		n = DefaultMaxSessions
+	}
+	return newSessions(ttl, n)
+}
+
+func (c *Config) maxQueueWait() time.Duration {
+	switch {
+	case c.MaxQueueWait < 0:
+		return 0
+	case c.MaxQueueWait == 0:
+		return DefaultMaxQueueWait
+	default:
+		return c.MaxQueueWait
+	}
 }

@@ -20,8 +20,9 @@ type dialEnv struct {
 // request through an HTTP(S) upstream a connection to the upstream itself.
 // ctx bounds establishment only. The returned Outbound has Conn and, for
 // forward connections, Proxy, ProxyAuthorization, Reused and Release set;
-// the pool fills in the rest.
-func (u *Upstream) dial(ctx context.Context, req *dial.Request, env *dialEnv) (*dial.Outbound, error) {
+// the pool fills in the rest. seed fills a templated entry's session
+// placeholders; zero draws a fresh session.
+func (u *Upstream) dial(ctx context.Context, req *dial.Request, env *dialEnv, seed uint64) (*dial.Outbound, error) {
 	e := &u.entry
 	if e.Scheme == SchemeDirect {
 		c, err := dialDirect(ctx, e.Local, req.Target)
@@ -32,7 +33,7 @@ func (u *Upstream) dial(ctx context.Context, req *dial.Request, env *dialEnv) (*
 	}
 	host, addr, user, pass, auth := e.Host, u.addr, e.User, e.Pass, u.basicAuth
 	if u.templated {
-		f, err := newFill(req)
+		f, err := newFill(seed, req)
 		if err != nil {
 			return nil, err
 		}

@@ -1,21 +1,39 @@
 // Package rotate owns hopper's upstreams: parsing list entries, dialing
 // through one upstream (HTTP CONNECT, HTTPS proxies, SOCKS5/socks5h, direct
-// egress from a local address or prefix), choosing the next upstream lock-free,
-// retrying a failed attempt elsewhere, and refreshing the pool from files and
-// URLs in the background.
+// egress from a local address or prefix), choosing the next upstream
+// lock-free, retrying a failed attempt elsewhere, refreshing the pool from
+// files and URLs in the background, and keeping the pool healthy and under
+// the user's control.
 //
 // Pool implements dial.Dialer, so the front ends (tunnel, socks, mitm) use it
 // without knowing how upstreams are chosen. Selection reads an immutable
-// snapshot behind an atomic pointer and advances one atomic cursor: picks never
-// lock, never allocate, and a reload (Pool.Replace, driven by Updater) never
-// blocks them nor touches established connections. Each *Upstream keeps its
-// identity and counters across reloads while its entry is unchanged.
+// snapshot of the healthy upstreams behind an atomic pointer: picks never
+// lock and never allocate, by round robin (one atomic cursor), random,
+// least-latency (two random choices) or weighted (by latency and success
+// rate). A reload (Pool.Replace, driven by Updater) never blocks picks nor
+// touches established connections; each *Upstream keeps its identity,
+// counters and health across reloads while its entry is unchanged.
 //
-// It leaves to others: accepting clients, authentication and rendering errors
-// (the front ends, which classify failures with dial.Classify), copying bytes
-// (relay), and process wiring, flags and signals (cmd/hopper, which calls
-// Updater.Reload on SIGHUP and runs Updater.Run under its errgroup).
-// Health (quarantine, probing), sticky sessions, per-target rules and
-// selection policies other than round robin are not implemented here yet; the
-// per-upstream counters and the snapshot publisher are where they attach.
+// Health: attempts that fail through the upstream's own fault count against
+// it (target faults and clients going away do not); after
+// Config.FailuresUntilQuarantine in a row it is quarantined for
+// Config.Quarantine, doubling on repeat offences, and the selector gets a new
+// snapshot without it. Prober (Run in the background) checks every upstream
+// by TCP connect, a probe URL, or a judge (see ClassifyAnonymity), releases
+// quarantined upstreams that work again, and measures latency and success
+// rate for the policies. Sticky sessions (dial.Request.Session) keep a
+// session on its upstream for Config.SessionTTL while it stays healthy.
+// Provider templates ({session}, {session-digits}, {country}) give gateways a
+// fresh session per connection and a stable one per sticky session. Router
+// implements dial.Dialer over several named pools chosen by host rules, each
+// rule with its own policy, retries and min-interval per (upstream, host).
+// Pool.Status and Router.Status are the read-only view for the admin API and
+// metrics. Time comes from a Clock, so tests drive it with a fake.
+//
+// It leaves to others: accepting clients, authentication, parsing the
+// session and country controls, and rendering errors (the front ends, which
+// classify failures with dial.Classify), copying bytes (relay), the judge
+// server (package judge), and process wiring, flags and signals (cmd/hopper,
+// which calls Reload on SIGHUP and runs Updater, Prober or Router.Run under
+// its errgroup). Nothing here starts a goroutine from a constructor.
 package rotate

@@ -47,14 +47,6 @@ func (s Scheme) defaultPort() uint16 {
 	}
 }
 
-// Template placeholders an entry's user, password or host may contain. They
-// are filled per connection from dial.Request.Session and Country; a request
-// without a session gets a fresh random one.
-const (
-	PlaceholderSession = "{session}"
-	PlaceholderCountry = "{country}"
-)
-
 // Entry is one parsed list line. It is a comparable value: two entries are the
 // same upstream exactly when they are ==, and ParseEntry(e.String()) == e.
 type Entry struct {
@@ -75,10 +67,6 @@ type Entry struct {
 // Templated reports whether the entry has placeholders to fill per connection.
 func (e Entry) Templated() bool {
 	return hasPlaceholder(e.User) || hasPlaceholder(e.Pass) || hasPlaceholder(e.Host)
-}
-
-func hasPlaceholder(s string) bool {
-	return strings.Contains(s, PlaceholderSession) || strings.Contains(s, PlaceholderCountry)
 }
 
 // hostPort is the upstream's address as host:port, brackets added for IPv6.

@@ -26,7 +26,7 @@ func invalid(format string, args ...any) error {
 // URL forms percent-decode their credentials and default the port (http 80,
 // https 443, socks 1080); the bare forms are HTTP proxies, take credentials
 // literally and need a port. IPv6 hosts go in brackets except after direct://.
-// User, password and host may contain {session} and {country}.
+// User, password and host may contain placeholders (see PlaceholderSession).
 func ParseEntry(s string) (Entry, error) {
 	if s == "" {
 		return Entry{}, invalid("empty entry")
@@ -224,7 +224,7 @@ func checkHostName(h string) (string, error) {
 		return "", invalid("host name longer than 253 bytes")
 	}
 	lower := strings.ToLower(h)
-	plain := strings.ReplaceAll(strings.ReplaceAll(lower, PlaceholderSession, "x"), PlaceholderCountry, "x")
+	plain := withoutPlaceholders(lower, "x")
 	for _, label := range strings.Split(plain, ".") {
 		if label == "" || len(label) > 63 {
 			return "", invalid("bad host name %q", h)

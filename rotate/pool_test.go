@@ -211,7 +211,7 @@ func TestPoolBadTargetAndTemplateValue(t *testing.T) {
 	p := newTestPool(t, Config{}, "http://u-{session}:p@127.0.0.1:1")
 	_, err := p.Dial(context.Background(), &dial.Request{Target: "no-port"})
 	assert.True(t, errors.Is(err, errBadTarget))
-	_, err = p.Dial(context.Background(), &dial.Request{Target: "a:1", Session: "bad session"})
+	_, err = p.Dial(context.Background(), &dial.Request{Target: "a:1", Country: "bad country"})
 	assert.True(t, errors.Is(err, ErrTemplateValue))
 	var de *dial.Error
 	require.True(t, errors.As(err, &de))
@@ -223,7 +223,8 @@ func TestConfigValidate(t *testing.T) {
 	for _, c := range ok {
 		assert.NoError(t, c.Validate(), "%+v", c)
 	}
-	bad := []Config{{Retries: 100}, {ConnectTimeout: -1}, {IdleTimeout: -1}, {Rotate: Rotation{Mode: RotateEveryN}}, {Rotate: Rotation{Mode: 9}}}
+	bad := []Config{{Retries: 100}, {ConnectTimeout: -1}, {IdleTimeout: -1}, {Rotate: Rotation{Mode: RotateEveryN}}, {Rotate: Rotation{Mode: 9}},
+		{Policy: 9}, {Quarantine: -1}, {MaxQuarantine: -1}, {Quarantine: time.Hour, MaxQuarantine: time.Minute}, {MaxSessions: -1}}
 	for _, c := range bad {
 		err := c.Validate()
 		assert.True(t, errors.Is(err, ErrBadConfig), "%+v: %v", c, err)
@@ -233,6 +234,13 @@ func TestConfigValidate(t *testing.T) {
 	assert.Equal(t, 3, (&Config{}).attempts())
 	assert.Equal(t, 1, (&Config{Retries: -1}).attempts())
 	assert.Equal(t, DefaultConnectTimeout, (&Config{}).connectTimeout())
+	base, ceiling := (&Config{Quarantine: 2 * time.Hour}).quarantine()
+	assert.Equal(t, 2*time.Hour, base)
+	assert.Equal(t, 2*time.Hour, ceiling, "the cap is never below the first period")
+	assert.Equal(t, int32(0), (&Config{FailuresUntilQuarantine: -1}).threshold())
+	assert.Equal(t, time.Duration(0), (&Config{MaxQueueWait: -1}).maxQueueWait())
+	assert.Equal(t, DefaultMaxQueueWait, (&Config{}).maxQueueWait())
+	assert.Nil(t, (&Config{SessionTTL: -1}).sessionTable())
 }
 
 func TestParseRotation(t *testing.T) {

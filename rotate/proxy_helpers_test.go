@@ -31,6 +31,10 @@ type proxyOpts struct {
 	socksReply byte
 	// silent accepts connections and never answers.
 	silent bool
+	// forwardHeaders, if set, edits forwarded (absolute-form) requests the
+	// way a transparent or anonymous proxy does; client is the address the
+	// request came from.
+	forwardHeaders func(h http.Header, client string)
 }
 
 // testProxy is an HTTP (CONNECT and absolute-form forward) or SOCKS5
@@ -42,6 +46,9 @@ type testProxy struct {
 
 	connects atomic.Int64 // tunnels or forward requests served
 	accepted atomic.Int64 // connections accepted
+	down     atomic.Bool  // when set, connections are closed at once
+	egress   atomic.Pointer[string]
+	headers  atomic.Pointer[func(h http.Header, client string)]
 	mu       sync.Mutex
 	users    []string // user names presented
 	atyps    []byte   // SOCKS address types received
@@ -68,6 +75,10 @@ func startProxy(t testing.TB, ip string, opts proxyOpts, serve func(*testProxy, 
 		ln = tls.NewListener(ln, opts.tls)
 	}
 	p := &testProxy{addr: ln.Addr().String(), ip: ip, opts: opts, ln: ln, conns: make(map[net.Conn]struct{})}
+	p.egress.Store(&ip)
+	if opts.forwardHeaders != nil {
+		p.headers.Store(&opts.forwardHeaders)
+	}
 	p.wg.Add(1)
 	go p.acceptLoop(serve)
 	t.Cleanup(p.close)
@@ -82,6 +93,10 @@ func (p *testProxy) acceptLoop(serve func(*testProxy, net.Conn)) {
 			return
 		}
 		p.accepted.Add(1)
+		if p.down.Load() {
+			_ = c.Close()
+			continue
+		}
 		if !p.track(c) {
 			return
 		}
@@ -151,7 +166,7 @@ func (p *testProxy) record(user string, atyp byte, host string) {
 // dialTarget connects to target from the proxy's own address, tracked for
 // shutdown.
 func (p *testProxy) dialTarget(target string) (net.Conn, error) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(p.ip)}}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(*p.egress.Load())}}
 	c, err := d.Dial("tcp", target)
 	if err != nil {
 		return nil, err
@@ -198,6 +213,10 @@ func (p *testProxy) serveHTTP(c net.Conn) {
 		}
 		p.connects.Add(1)
 		req.Header.Del("Proxy-Authorization")
+		if edit := p.headers.Load(); edit != nil {
+			client, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			(*edit)(req.Header, client)
+		}
 		if err := req.Write(upstream); err != nil {
 			return
 		}
@@ -236,6 +255,19 @@ func (p *testProxy) tunnel(c net.Conn, br *bufio.Reader, target string) {
 		}
 	}
 	_, _ = relay.Pipe(c, up, 0)
+}
+
+// setEgress makes the proxy leave from ip from now on.
+func (p *testProxy) setEgress(ip string) { p.egress.Store(&ip) }
+
+// setForwardHeaders replaces the header editing of forwarded requests; nil
+// stops it.
+func (p *testProxy) setForwardHeaders(f func(h http.Header, client string)) {
+	if f == nil {
+		p.headers.Store(nil)
+		return
+	}
+	p.headers.Store(&f)
 }
 
 func parseBasic(h string) (user, pass string, ok bool) {

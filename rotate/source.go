@@ -27,6 +27,13 @@ func isURL(src string) bool {
 	return strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://")
 }
 
+// isInlineDirect reports a source that is a direct entry itself ("direct",
+// "direct://ADDR") rather than a list to read.
+func isInlineDirect(src string) bool {
+	lower := strings.ToLower(src)
+	return lower == "direct" || strings.HasPrefix(lower, "direct://")
+}
+
 // sourceLabel names a source in logs and errors without the secrets a list
 // URL may carry (userinfo, query string).
 func sourceLabel(src string) string {
@@ -47,6 +54,13 @@ func sourceLabel(src string) string {
 // loadSource reads one source. lineErrs are the skipped lines; err is set
 // when the source as a whole could not be read, its entries then incomplete.
 func (u *Updater) loadSource(ctx context.Context, src string) (ups []*Upstream, lineErrs []error, err error) {
+	if isInlineDirect(src) {
+		e, err := ParseEntry(src)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", src, err)
+		}
+		return []*Upstream{NewUpstream(e)}, nil, nil
+	}
 	label := sourceLabel(src)
 	var r io.ReadCloser
 	if isURL(src) {

@@ -15,7 +15,8 @@ import (
 // UpdaterConfig configures an Updater.
 type UpdaterConfig struct {
 	// Sources are list files and http(s) URLs, read in order; their
-	// entries are concatenated and deduplicated. At least one is required.
+	// entries are concatenated and deduplicated. "direct" and
+	// "direct://ADDR" stand for themselves. At least one is required.
 	Sources []string
 	// Interval is the time between reloads in Run. Zero means Run reloads
 	// only at start; Reload works at any time.

@@ -2,13 +2,15 @@ package rotate
 
 import (
 	"encoding/base64"
+	"net/netip"
 	"sync/atomic"
 	"time"
 )
 
-// Upstream is one egress of the pool: an entry plus the counters that outlive
-// list reloads. It has identity: Pool.Replace keeps the same *Upstream for an
-// unchanged entry, so counters carry over; never copy an Upstream.
+// Upstream is one egress of the pool: an entry plus the health and counters
+// that outlive list reloads. It has identity: Pool.Replace keeps the same
+// *Upstream for an unchanged entry, so counters and quarantine carry over;
+// never copy an Upstream, and give each to one pool only.
 type Upstream struct {
 	entry     Entry
 	key       string // entry.String(): identity, holds credentials, never logged
@@ -22,6 +24,27 @@ type Upstream struct {
 	targetFailures atomic.Uint64 // attempts the target (or the caller) failed
 	latency        atomic.Int64  // EWMA of establishment time, nanoseconds
 	lastErr        atomic.Pointer[errorRecord]
+
+	// Health. state and until are written under the owning pool's lock and
+	// read lock-free; consec counts upstream-fault failures since the last
+	// success.
+	state       atomic.Uint32 // State
+	until       atomic.Int64  // quarantine end, unix nanoseconds
+	consec      atomic.Int32
+	quarantines atomic.Uint64
+	retired     atomic.Bool // removed from its pool by a reload
+	// Guarded by the pool's lock.
+	offences   int
+	releasedAt time.Time
+	cause      quarantineCause
+
+	// Measurements (requests and probes).
+	rate          atomic.Uint64 // success-rate EWMA in millionths, plus one; 0: none yet
+	probeLatency  atomic.Int64  // EWMA of probe time, nanoseconds
+	probes        atomic.Uint64
+	probeFailures atomic.Uint64
+	lastProbe     atomic.Int64 // unix nanoseconds
+	exit          atomic.Pointer[exitRecord]
 }
 
 type errorRecord struct {
@@ -29,7 +52,14 @@ type errorRecord struct {
 	at  time.Time
 }
 
-// NewUpstream returns an upstream for e with zeroed counters.
+// exitRecord is what a judge said about an upstream.
+type exitRecord struct {
+	ip        netip.Addr
+	anonymity Anonymity
+	pinned    netip.Addr // first exit IP seen, for PinExitIP
+}
+
+// NewUpstream returns an upstream for e with zeroed counters, healthy.
 func NewUpstream(e Entry) *Upstream {
 	u := &Upstream{entry: e, key: e.String(), label: e.Redacted(), templated: e.Templated()}
 	if e.Scheme != SchemeDirect && !hasPlaceholder(e.Host) {
@@ -54,65 +84,97 @@ func (u *Upstream) Label() string { return u.label }
 // String is Label, so an *Upstream never prints its password.
 func (u *Upstream) String() string { return u.label }
 
-// Stats is a point-in-time copy of an upstream's counters.
-type Stats struct {
-	Successes uint64 // attempts that established a connection
-	// Failures counts attempts that failed through the upstream's own fault
-	// (cannot connect, TLS, bad or refused handshake, 5xx of its own,
-	// timeout, a ruleset denying the target); TargetFailures those where the
-	// target refused or was unreachable. Attempts the client cut short, and
-	// local resolver trouble, count in neither.
-	Failures       uint64
-	TargetFailures uint64
-	// Latency is a moving average (1/8 weight per sample) of the time to
-	// establish a connection through this upstream; zero before the first.
-	Latency     time.Duration
-	LastError   error // most recent failed attempt, nil if none
-	LastErrorAt time.Time
+// State reports whether the upstream is in service.
+func (u *Upstream) State() State { return State(u.state.Load()) }
+
+func (u *Upstream) healthy() bool { return u.state.Load() == uint32(StateHealthy) }
+
+// ewma folds sample into the moving average at p with weight 1/8.
+func ewma(p *atomic.Int64, sample int64) {
+	for {
+		old := p.Load()
+		next := sample
+		if old != 0 {
+			next = old + (sample-old)/8
+		}
+		if next == 0 {
+			next = 1
+		}
+		if p.CompareAndSwap(old, next) {
+			return
+		}
+	}
 }
 
-// Stats reads the counters without locking.
-func (u *Upstream) Stats() Stats {
-	s := Stats{
-		Successes:      u.successes.Load(),
-		Failures:       u.failures.Load(),
-		TargetFailures: u.targetFailures.Load(),
-		Latency:        time.Duration(u.latency.Load()),
+// recordRate folds one outcome into the success-rate average (weight 1/10).
+func (u *Upstream) recordRate(ok bool) {
+	const one = 1_000_000
+	sample := uint64(0)
+	if ok {
+		sample = one
 	}
-	if r := u.lastErr.Load(); r != nil {
-		s.LastError, s.LastErrorAt = r.err, r.at
+	for {
+		old := u.rate.Load()
+		next := sample
+		if old != 0 {
+			cur := old - 1
+			next = cur - cur/10 + sample/10
+		}
+		if u.rate.CompareAndSwap(old, next+1) {
+			return
+		}
 	}
-	return s
+}
+
+// successRate is the success-rate average in [0,1], 1 before any outcome.
+func (u *Upstream) successRate() float64 {
+	v := u.rate.Load()
+	if v == 0 {
+		return 1
+	}
+	return float64(v-1) / 1_000_000
+}
+
+// selLatency is the latency selection policies use: the prober's measure,
+// else the requests', 0 when neither exists yet.
+func (u *Upstream) selLatency() time.Duration {
+	if l := u.probeLatency.Load(); l != 0 {
+		return time.Duration(l)
+	}
+	return time.Duration(u.latency.Load())
 }
 
 // recordSuccess counts a success; sampled says elapsed measured a fresh
 // establishment (a kept connection handed out again measures nothing).
 func (u *Upstream) recordSuccess(elapsed time.Duration, sampled bool) {
 	u.successes.Add(1)
-	if !sampled {
-		return
+	if u.consec.Load() != 0 {
+		u.consec.Store(0)
 	}
-	sample := int64(elapsed)
-	for {
-		old := u.latency.Load()
-		next := sample
-		if old != 0 {
-			next = old + (sample-old)/8
-		}
-		if u.latency.CompareAndSwap(old, next) {
-			return
-		}
+	u.recordRate(true)
+	if sampled {
+		ewma(&u.latency, int64(elapsed))
 	}
 }
 
-func (u *Upstream) recordFailure(err error, f fault) {
+// recordFailure counts a failed attempt by whose fault it was, and reports
+// whether it counts towards quarantine (the upstream's own fault).
+func (u *Upstream) recordFailure(err error, f fault, now time.Time) (charged bool) {
 	switch f {
 	case faultCaller, faultLocal:
-		return
-	case faultUpstream, faultPolicy:
+		return false
+	case faultUpstream:
+		u.failures.Add(1)
+		u.consec.Add(1)
+		u.recordRate(false)
+		charged = true
+	case faultPolicy:
+		// Its ruleset refused this target; it may serve others, so it is
+		// counted but not put out of service for it.
 		u.failures.Add(1)
 	case faultTarget:
 		u.targetFailures.Add(1)
 	}
-	u.lastErr.Store(&errorRecord{err: err, at: time.Now()})
+	u.lastErr.Store(&errorRecord{err: err, at: now})
+	return charged
 }

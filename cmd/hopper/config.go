@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// serveConfig is everything `hopper serve` can be told. Every field has a
+// flag and a YAML key of the same name; flags override the file.
+type serveConfig struct {
+	Listen         string        `yaml:"listen"`
+	Upstreams      []string      `yaml:"upstreams"`
+	Refresh        time.Duration `yaml:"refresh"`
+	Retries        int           `yaml:"retries"`
+	ConnectTimeout time.Duration `yaml:"connect-timeout"`
+	Rotate         string        `yaml:"rotate"`
+	LogLevel       string        `yaml:"log-level"`
+	LogFormat      string        `yaml:"log-format"`
+	IdleTimeout    time.Duration `yaml:"idle-timeout"`
+	HeaderTimeout  time.Duration `yaml:"header-timeout"`
+	DrainTimeout   time.Duration `yaml:"drain-timeout"`
+	MaxConns       int           `yaml:"max-conns"`
+}
+
+// defaultServeConfig is the embedded default: a direct proxy on loopback.
+func defaultServeConfig() serveConfig {
+	return serveConfig{
+		Listen:         "127.0.0.1:8080",
+		Refresh:        30 * time.Second,
+		Retries:        2,
+		ConnectTimeout: 10 * time.Second,
+		Rotate:         "per-request",
+		LogLevel:       "info",
+		LogFormat:      "console",
+		IdleTimeout:    5 * time.Minute,
+		HeaderTimeout:  10 * time.Second,
+		DrainTimeout:   15 * time.Second,
+		MaxConns:       8192,
+	}
+}
+
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"console", "json"}
+)
+
+// errHelp is returned when the user asked for --help; it is not a failure.
+var errHelp = errors.New("help requested")
+
+// parseServe builds the configuration from the optional --config file and
+// the flags in args. Every error is one line naming the key at fault.
+func parseServe(args []string, out io.Writer) (serveConfig, error) {
+	cfg := defaultServeConfig()
+	if path, ok := configPath(args); ok {
+		if err := loadYAML(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	fs := flag.NewFlagSet("hopper serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.String("config", "", "YAML config file; flags override its keys")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve HTTP and SOCKS on")
+	fs.Var(&listFlag{list: &cfg.Upstreams}, "upstreams", "upstream list file or http(s) URL (repeatable); none: egress directly")
+	fs.DurationVar(&cfg.Refresh, "refresh", cfg.Refresh, "how often upstream lists are reloaded")
+	fs.IntVar(&cfg.Retries, "retries", cfg.Retries, "further upstreams to try when one fails")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", cfg.ConnectTimeout, "limit for reaching a target, all attempts together")
+	fs.StringVar(&cfg.Rotate, "rotate", cfg.Rotate, "per-request, per-connection or every-N")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "console or json")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close tunnels idle for this long")
+	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", cfg.HeaderTimeout, "limit for a client to send its request head or handshake")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on SIGINT/SIGTERM, how long live tunnels may finish")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "concurrent client connections (0: unlimited)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printFlags(out, "hopper serve [flags]", fs)
+			return cfg, errHelp
+		}
+		return cfg, usagef("%s (see 'hopper serve --help')", flagError(err))
+	}
+	if fs.NArg() > 0 {
+		return cfg, usagef("unexpected argument %q (see 'hopper serve --help')", fs.Arg(0))
+	}
+	if err := cfg.validate(); err != nil {
+		return cfg, usagef("%w", err)
+	}
+	return cfg, nil
+}
+
+// printFlags lists fs's flags in --name style with their defaults.
+func printFlags(out io.Writer, synopsis string, fs *flag.FlagSet) {
+	fmt.Fprintf(out, "Usage: %s\n\nFlags (each is also a YAML key of the same name):\n", synopsis)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(out, "  --%s %s\n    \t%s", f.Name, name, usage)
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "[]" {
+			fmt.Fprintf(out, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(out)
+	})
+}
+
+// flagError rewrites the flag package's messages into hopper's --name style.
+func flagError(err error) string {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return fmt.Sprintf("unknown flag --%s", strings.TrimLeft(name, "-"))
+	}
+	if strings.HasPrefix(msg, "invalid value") || strings.HasPrefix(msg, "flag needs") {
+		return strings.Replace(msg, " -", " --", 1)
+	}
+	return msg
+}
+
+// configPath finds --config in args before the flags are parsed, so the file
+// can supply defaults that the other flags then override.
+func configPath(args []string) (string, bool) {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		name := strings.TrimLeft(a, "-")
+		if len(name) == len(a) {
+			continue
+		}
+		if v, ok := strings.CutPrefix(name, "config="); ok {
+			return v, true
+		}
+		if name == "config" && i+1 < len(args) {
+			return args[i+1], true
+		}
+	}
+	return "", false
+}
+
+// loadYAML reads path into cfg. Unknown keys and bad values are errors that
+// name the file, line and key.
+func loadYAML(path string, cfg *serveConfig) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return usagef("--config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return usagef("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(doc.Content) == 0 {
+		return nil // empty file
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return usagef("%s:%d: expected a mapping of keys to values", path, root.Line)
+	}
+	known := yamlKeys()
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k := root.Content[i]
+		if _, ok := known[k.Value]; !ok {
+			return usagef("%s:%d: unknown key %q (keys: %s)", path, k.Line, k.Value, strings.Join(sortedKeys(known), ", "))
+		}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) && len(te.Errors) > 0 {
+			return usagef("%s: %s", path, te.Errors[0])
+		}
+		return usagef("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return nil
+}
+
+func yamlKeys() map[string]struct{} {
+	keys := make(map[string]struct{})
+	for _, f := range reflectYAMLTags(serveConfig{}) {
+		keys[f] = struct{}{}
+	}
+	keys["config"] = struct{}{}
+	return keys
+}
+
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// validate fails closed: an unknown value is an error naming the key and the
+// values it allows.
+func (c *serveConfig) validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen: %q is not host:port", c.Listen)
+	}
+	if !contains(logLevels, c.LogLevel) {
+		return fmt.Errorf("--log-level: invalid value %q (allowed: %s)", c.LogLevel, strings.Join(logLevels, ", "))
+	}
+	if !contains(logFormats, c.LogFormat) {
+		return fmt.Errorf("--log-format: invalid value %q (allowed: %s)", c.LogFormat, strings.Join(logFormats, ", "))
+	}
+	if err := validRotate(c.Rotate); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"refresh", c.Refresh}, {"connect-timeout", c.ConnectTimeout}, {"idle-timeout", c.IdleTimeout},
+		{"header-timeout", c.HeaderTimeout},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("--%s: must be a positive duration such as 30s, got %s", d.name, d.v)
+		}
+	}
+	if c.DrainTimeout < 0 {
+		return fmt.Errorf("--drain-timeout: must not be negative, got %s", c.DrainTimeout)
+	}
+	if c.MaxConns < 0 {
+		return fmt.Errorf("--max-conns: must be 0 (unlimited) or more, got %d", c.MaxConns)
+	}
+	if c.Retries < 0 {
+		return fmt.Errorf("--retries: must be 0 or more, got %d", c.Retries)
+	}
+	return nil
+}
+
+func validRotate(v string) error {
+	if v == "per-request" || v == "per-connection" {
+		return nil
+	}
+	if n, ok := strings.CutPrefix(v, "every-"); ok {
+		if k, err := strconv.Atoi(n); err == nil && k > 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("--rotate: invalid value %q (allowed: per-request, per-connection, every-N with N > 0)", v)
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// listFlag is a repeatable string flag. Its first use on the command line
+// replaces whatever the config file gave; later uses append.
+type listFlag struct {
+	list *[]string
+	set  bool
+}
+
+func (f *listFlag) String() string {
+	if f.list == nil {
+		return ""
+	}
+	return strings.Join(*f.list, ",")
+}
+
+func (f *listFlag) Set(v string) error {
+	if !f.set {
+		*f.list = nil
+		f.set = true
+	}
+	*f.list = append(*f.list, v)
+	return nil
+}

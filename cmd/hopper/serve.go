@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/rotate"
+	"github.com/hopper-proxy/hopper/socks"
+	"github.com/hopper-proxy/hopper/tunnel"
+)
+
+// serve runs `hopper serve` until ctx is cancelled (SIGINT/SIGTERM), then
+// drains live tunnels for --drain-timeout and returns nil.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, stdout)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return usagef("--log-level: %w", err)
+	}
+	defer func() { _ = log.Sync() }()
+
+	egress, err := newEgress(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer egress.Close()
+
+	socksSrv, err := socks.New(socks.Config{
+		Dialer:         egress.dialer,
+		IdleTimeout:    cfg.IdleTimeout,
+		ConnectTimeout: cfg.ConnectTimeout,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	maxConns := cfg.MaxConns
+	if maxConns == 0 {
+		maxConns = math.MaxInt32
+	}
+	srv, err := tunnel.New(tunnel.Config{
+		Dialer:         egress.dialer,
+		SOCKS:          socksSrv,
+		Logger:         log,
+		HeaderTimeout:  cfg.HeaderTimeout,
+		IdleTimeout:    cfg.IdleTimeout,
+		ConnectTimeout: cfg.ConnectTimeout,
+		MaxConns:       maxConns,
+	})
+	if err != nil {
+		return err
+	}
+	// No TCP keepalive on accepted connections: idle tunnels end by
+	// --idle-timeout, and the setsockopt calls cost on every new tunnel.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	log.Info("listening", zap.String("addr", ln.Addr().String()),
+		zap.String("proxy", "http://"+ln.Addr().String()),
+		zap.String("serves", "HTTP forward, CONNECT, SOCKS4/4a/5"))
+
+	// serveCtx outlives the signal context so that live tunnels can drain.
+	serveCtx, cancelServe := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelServe()
+	g, gctx := errgroup.WithContext(serveCtx)
+	g.Go(func() error { return srv.Serve(serveCtx, ln) })
+	g.Go(func() error { return egress.run(gctx) })
+	g.Go(func() error { return reloadOnSIGHUP(gctx, egress, log) })
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", zap.Duration("drain_timeout", cfg.DrainTimeout))
+		case <-gctx.Done():
+		}
+		drainCtx, cancel := context.WithTimeout(serveCtx, cfg.DrainTimeout)
+		defer cancel()
+		err := srv.Shutdown(drainCtx)
+		cancelServe() // stops the background tasks
+		if errors.Is(err, context.DeadlineExceeded) {
+			log.Info("drain timeout: closed remaining tunnels")
+			err = nil
+		}
+		return err
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// reloadOnSIGHUP reloads the upstream lists whenever the process gets SIGHUP.
+func reloadOnSIGHUP(ctx context.Context, e *egress, log *zap.Logger) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			log.Info("SIGHUP: reloading upstreams")
+			e.reload(ctx)
+		}
+	}
+}
+
+// egress is how connections leave: directly, or through a pool of upstreams
+// kept fresh by a background updater.
+type egress struct {
+	dialer dial.Dialer
+	close  func()
+	run    func(ctx context.Context) error
+	reload func(ctx context.Context)
+}
+
+func (e *egress) Close() { e.close() }
+
+func newEgress(ctx context.Context, cfg serveConfig, log *zap.Logger) (*egress, error) {
+	if len(cfg.Upstreams) == 0 {
+		log.Info("egressing directly", zap.String("hint", "no --upstreams given: hopper is a plain proxy"))
+		idle := &dial.IdlePool{}
+		return &egress{
+			dialer: &dial.Direct{Idle: idle},
+			close:  func() { _ = idle.Close() },
+			run:    func(ctx context.Context) error { <-ctx.Done(); return nil },
+			reload: func(context.Context) {},
+		}, nil
+	}
+	rotation, err := rotate.ParseRotation(cfg.Rotate)
+	if err != nil {
+		return nil, usagef("--rotate: %w", err)
+	}
+	retries := cfg.Retries
+	if retries == 0 {
+		retries = -1 // rotate.Config: zero selects the default, negative none
+	}
+	pool, err := rotate.New(rotate.Config{
+		Retries:        retries,
+		ConnectTimeout: cfg.ConnectTimeout,
+		Rotate:         rotation,
+		Logger:         log,
+	}, nil)
+	if err != nil {
+		return nil, usagef("%w", err)
+	}
+	up, err := rotate.NewUpdater(pool, rotate.UpdaterConfig{
+		Sources:  cfg.Upstreams,
+		Interval: cfg.Refresh,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, usagef("--upstreams: %w", err)
+	}
+	// Load once before serving so the first client finds the pool; a list
+	// that fails now is retried by the updater and answered 503 meanwhile.
+	if err := up.Reload(ctx); err != nil {
+		log.Warn("upstreams not loaded yet; clients get 503 until a reload succeeds", zap.Error(err))
+	}
+	log.Info("rotating", zap.Int("upstreams", pool.Len()), zap.Strings("sources", redactSources(cfg.Upstreams)),
+		zap.String("rotate", cfg.Rotate), zap.Duration("refresh", cfg.Refresh))
+	return &egress{
+		dialer: pool,
+		close:  func() { _ = pool.Close() },
+		run:    up.Run,
+		reload: func(ctx context.Context) {
+			if err := up.Reload(ctx); err != nil {
+				log.Warn("reload failed; keeping the previous pool", zap.Error(err))
+			}
+		},
+	}, nil
+}
+
+// redactSources hides credentials and query strings in list URLs.
+func redactSources(srcs []string) []string {
+	out := make([]string, len(srcs))
+	for i, s := range srcs {
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			out[i] = s
+			continue
+		}
+		u.User = nil
+		u.RawQuery = ""
+		out[i] = u.String()
+	}
+	return out
+}

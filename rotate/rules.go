@@ -1,0 +1,169 @@
+package rotate
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// ErrBadHostPattern is wrapped by ParseHostPattern failures.
+var ErrBadHostPattern = errors.New("bad host pattern")
+
+// HostPattern matches target host names for rules. It is either a glob or,
+// between slashes, a regular expression:
+//
+//   - glob: '*' matches any run of characters, dots included, '?' any one
+//     character, everything else itself, case-insensitively, against the
+//     whole host. "*" matches every host; "*.shop.example" matches
+//     "a.shop.example" and "a.b.shop.example" but not "shop.example".
+//   - /regex/: Go regexp syntax, case-insensitive, unanchored (use ^ and $),
+//     e.g. /^(www\.)?example\.(com|net)$/.
+//
+// Hosts are matched without port, lower case, without a final dot; IPv6
+// addresses without brackets.
+type HostPattern struct {
+	raw  string
+	glob string // lower case; "" for a regex
+	re   *regexp.Regexp
+}
+
+// ParseHostPattern compiles a rule's host pattern.
+func ParseHostPattern(s string) (HostPattern, error) {
+	if s == "" {
+		return HostPattern{}, fmt.Errorf("%w: empty", ErrBadHostPattern)
+	}
+	if len(s) >= 2 && s[0] == '/' && s[len(s)-1] == '/' {
+		re, err := regexp.Compile("(?i)" + s[1:len(s)-1])
+		if err != nil {
+			return HostPattern{}, fmt.Errorf("%w %q: %w", ErrBadHostPattern, s, err)
+		}
+		return HostPattern{raw: s, re: re}, nil
+	}
+	if strings.HasPrefix(s, "/") {
+		return HostPattern{}, fmt.Errorf("%w %q: a regular expression goes between two slashes", ErrBadHostPattern, s)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f || c == '/' {
+			return HostPattern{}, fmt.Errorf("%w %q: white space, control character or slash in a glob", ErrBadHostPattern, s)
+		}
+	}
+	return HostPattern{raw: s, glob: strings.ToLower(s)}, nil
+}
+
+// String is the pattern as written.
+func (p HostPattern) String() string { return p.raw }
+
+// MatchesAll reports whether the pattern is the catch-all glob "*".
+func (p HostPattern) MatchesAll() bool {
+	return p.re == nil && strings.Trim(p.glob, "*") == "" && p.glob != ""
+}
+
+// Match reports whether host (as described on HostPattern) matches.
+func (p HostPattern) Match(host string) bool {
+	if p.re != nil {
+		return p.re.MatchString(host)
+	}
+	return globMatch(p.glob, strings.ToLower(host))
+}
+
+// globMatch matches s against a glob of '*' and '?' in linear space,
+// backtracking only to the last star.
+func globMatch(p, s string) bool {
+	px, sx := 0, 0
+	starPx, starSx := -1, 0
+	for sx < len(s) || px < len(p) {
+		if px < len(p) {
+			switch c := p[px]; {
+			case c == '*':
+				starPx, starSx = px, sx
+				px++
+				continue
+			case sx < len(s) && (c == '?' || c == s[sx]):
+				px++
+				sx++
+				continue
+			}
+		}
+		if starPx >= 0 && starSx < len(s) {
+			starSx++
+			px, sx = starPx+1, starSx
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// PoolSpec is one named pool of the YAML config:
+//
+//	pools:
+//	  residential: { upstreams: [lists/resi.txt], policy: round-robin }
+type PoolSpec struct {
+	// Upstreams are the pool's list sources: files and http(s) URLs, as
+	// --upstreams takes them ("direct" and "direct://ADDR" stand for
+	// themselves).
+	Upstreams []string `yaml:"upstreams"`
+	// Policy chooses among the pool's healthy upstreams; empty means the
+	// global policy (Config.Policy), else round robin.
+	Policy Policy `yaml:"policy"`
+}
+
+// Rule sends the targets whose host matches to a named pool:
+//
+//	rules:
+//	  - { host: "*.shop.example", pool: residential, min-interval: 2s, reserve: true }
+//	  - { host: "*", pool: datacenter }
+//
+// The first matching rule wins.
+type Rule struct {
+	// Host is a HostPattern: a glob, or a regular expression between
+	// slashes.
+	Host string `yaml:"host"`
+	// Pool names an entry of the config's pools.
+	Pool string `yaml:"pool"`
+	// Policy overrides the pool's policy for these targets; empty keeps it.
+	Policy Policy `yaml:"policy"`
+	// Retries overrides Config.Retries for these targets: how many more
+	// upstreams to try after the first fails (0: none). Nil keeps the
+	// pool's.
+	Retries *int `yaml:"retries"`
+	// MinInterval keeps an upstream from being used for the same target
+	// host again within this time; a request that finds every upstream busy
+	// waits up to Config.MaxQueueWait for the soonest, then fails with
+	// ErrQueueWait (503 no-upstream). A sticky session waits for its own
+	// upstream. Zero means no minimum.
+	MinInterval time.Duration `yaml:"min-interval"`
+	// Reserve is accepted and kept for shared state across instances (a
+	// later feature); it is not enforced yet.
+	Reserve bool `yaml:"reserve"`
+}
+
+// ErrBadRule is wrapped by rule and pool validation failures.
+var ErrBadRule = errors.New("bad pool or rule")
+
+// validate checks one rule against the pools it may name.
+func (r *Rule) validate(i int, pools map[string]PoolSpec) (HostPattern, error) {
+	var errs []error
+	pat, err := ParseHostPattern(r.Host)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if _, ok := pools[r.Pool]; !ok {
+		errs = append(errs, fmt.Errorf("unknown pool %q", r.Pool))
+	}
+	if err := r.Policy.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Retries != nil && (*r.Retries < 0 || *r.Retries > maxRetries) {
+		errs = append(errs, fmt.Errorf("retries %d outside 0..%d", *r.Retries, maxRetries))
+	}
+	if r.MinInterval < 0 {
+		errs = append(errs, errors.New("negative min-interval"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return pat, fmt.Errorf("%w: rule %d (host %q): %w", ErrBadRule, i+1, r.Host, err)
+	}
+	return pat, nil
+}

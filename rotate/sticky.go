@@ -1,0 +1,68 @@
+package rotate
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hopper-proxy/hopper/dial"
+)
+
+// sticky is one request's view of its sticky session.
+type sticky struct {
+	on      bool // the request names a session
+	key     sessionKey
+	prev    *Upstream // the session's upstream before this request, if any
+	current *Upstream // prev, if it may still be used
+	gen     uint32    // generation of the attempt in progress
+	now     time.Time
+}
+
+// stickyState looks the request's session up. A session whose upstream was
+// quarantined or removed moves: its generation advances so that a templated
+// upstream gets a new provider session (a new exit) too.
+func (p *Pool) stickyState(req *dial.Request, now time.Time) sticky {
+	st := sticky{on: req.Session != "", now: now}
+	if !st.on {
+		return st
+	}
+	st.key = sessionKey{user: req.User, id: req.Session, country: req.Country}
+	if p.sessions == nil {
+		return st
+	}
+	u, gen, ok := p.sessions.get(st.key, now)
+	if !ok {
+		return st
+	}
+	st.prev, st.gen = u, gen
+	if u.healthy() && !u.retired.Load() {
+		st.current = u
+	} else {
+		st.gen++
+	}
+	return st
+}
+
+// seed is the template seed for attempt i through u: fresh for requests
+// without a session, derived from the session otherwise. Every retry is a
+// move to another upstream, so it advances the generation.
+func (st *sticky) seed(u *Upstream, i int) uint64 {
+	if !st.on {
+		return 0
+	}
+	if i > 0 {
+		st.gen++
+	}
+	return stickySeed(st.key, st.gen)
+}
+
+// bind records that the session's connection succeeded through u.
+func (st *sticky) bind(p *Pool, u *Upstream) {
+	if !st.on || p.sessions == nil {
+		return
+	}
+	p.sessions.put(st.key, u, st.gen, st.now)
+	if st.prev != nil && st.prev != u {
+		p.log.Debug("sticky session moved", zap.String("from", st.prev.label), zap.String("to", u.label))
+	}
+}

@@ -1,0 +1,134 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hopper-proxy/hopper/dial"
+)
+
+// Defaults for the zero values of Config's limits.
+const (
+	DefaultHeaderTimeout  = 10 * time.Second
+	DefaultIdleTimeout    = 5 * time.Minute
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultMaxConns       = 8192
+	DefaultMaxHeadBytes   = 64 << 10
+
+	minHeadBytes = 1 << 10
+	maxHeadBytes = 1 << 20
+)
+
+// ErrInvalidConfig is wrapped by every error Config.Validate returns.
+var ErrInvalidConfig = errors.New("invalid tunnel config")
+
+// StreamHandler serves a connection whose first byte tunnel already read.
+// tunnel leaves its header deadline set on conn (the handler clears it after its handshake)
+// and closes conn after ServeStream returns.
+//
+// conn is the raw connection the listener accepted (a *net.TCPConn for TCP
+// listeners), never a wrapper, so the handler keeps the splice path. ctx is
+// cancelled when the Server is stopped forcibly.
+type StreamHandler interface {
+	ServeStream(ctx context.Context, conn net.Conn, first byte)
+}
+
+// StreamHandlerFunc adapts a function to StreamHandler.
+type StreamHandlerFunc func(ctx context.Context, conn net.Conn, first byte)
+
+// ServeStream calls f.
+func (f StreamHandlerFunc) ServeStream(ctx context.Context, conn net.Conn, first byte) {
+	f(ctx, conn, first)
+}
+
+// Config configures a Server. The zero value of every limit selects its
+// default; negative values are invalid.
+type Config struct {
+	// Dialer opens every outbound connection (CONNECT tunnels and forward
+	// requests alike). Required.
+	Dialer dial.Dialer
+
+	// Auth checks the Proxy-Authorization credentials of every HTTP request.
+	// Nil turns authentication off: any username is accepted and only parsed
+	// for its session and country controls.
+	Auth dial.Authenticator
+
+	// SOCKS serves connections whose first byte is 0x04 or 0x05. Nil refuses
+	// them: such a connection is closed without a reply.
+	SOCKS StreamHandler
+
+	// Logger receives one access-log line (Info, message "tunnel") per
+	// CONNECT tunnel and per forward request, and Debug detail about refused
+	// connections. Nil logs nothing.
+	Logger *zap.Logger
+
+	// HeaderTimeout bounds reading a request head, from the first byte a
+	// connection sends (or, on a kept-alive connection, from the first byte
+	// of the next request) until the head is complete. Default 10s.
+	HeaderTimeout time.Duration
+
+	// IdleTimeout ends a tunnel when no byte moved either way for this long,
+	// closes a kept-alive client connection that sends no next request, and
+	// bounds each wait for an origin's response. Default 5m.
+	IdleTimeout time.Duration
+
+	// ConnectTimeout bounds each Dialer.Dial (all of its attempts). Default 10s.
+	ConnectTimeout time.Duration
+
+	// MaxConns bounds the connections open at once; a connection accepted
+	// over the limit is closed at once, leaving existing ones untouched.
+	// Default 8192.
+	MaxConns int
+
+	// MaxHeadBytes bounds a request or response head, request line and
+	// headers included; a larger request gets 400. Default 64 KiB; when set,
+	// between 1 KiB and 1 MiB.
+	MaxHeadBytes int
+}
+
+// Validate reports the first problem with c, wrapping ErrInvalidConfig.
+func (c Config) Validate() error {
+	switch {
+	case c.Dialer == nil:
+		return fmt.Errorf("%w: Dialer is required", ErrInvalidConfig)
+	case c.HeaderTimeout < 0:
+		return fmt.Errorf("%w: negative HeaderTimeout %v", ErrInvalidConfig, c.HeaderTimeout)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("%w: negative IdleTimeout %v", ErrInvalidConfig, c.IdleTimeout)
+	case c.ConnectTimeout < 0:
+		return fmt.Errorf("%w: negative ConnectTimeout %v", ErrInvalidConfig, c.ConnectTimeout)
+	case c.MaxConns < 0:
+		return fmt.Errorf("%w: negative MaxConns %d", ErrInvalidConfig, c.MaxConns)
+	case c.MaxHeadBytes != 0 && (c.MaxHeadBytes < minHeadBytes || c.MaxHeadBytes > maxHeadBytes):
+		return fmt.Errorf("%w: MaxHeadBytes %d outside [%d, %d]", ErrInvalidConfig, c.MaxHeadBytes, minHeadBytes, maxHeadBytes)
+	}
+	return nil
+}
+
+// withDefaults returns c with every zero limit replaced by its default.
+func (c Config) withDefaults() Config {
+	if c.HeaderTimeout == 0 {
+		c.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxHeadBytes == 0 {
+		c.MaxHeadBytes = DefaultMaxHeadBytes
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}

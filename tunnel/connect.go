@@ -1,0 +1,113 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/relay"
+)
+
+const connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
+
+// serveConnect serves an HTTP CONNECT request (RFC 9110 §9.3.6): it dials
+// the target, answers 200, writes on any bytes the client sent after its
+// head, and relays the raw connections until both sides are done.
+func (c *conn) serveConnect() {
+	e := accessEntry{proto: dial.ProtocolHTTPConnect, start: time.Now()}
+	target, err := parseAuthority(c.req.target)
+	if err != nil {
+		c.fail(&e, err)
+		return
+	}
+	e.target = target
+	id, err := c.identify(&c.req)
+	e.user = id.user
+	if err != nil {
+		c.fail(&e, err)
+		return
+	}
+	out, err := c.dial(&dial.Request{
+		Target:   target,
+		Protocol: dial.ProtocolHTTPConnect,
+		Client:   c.rwc.RemoteAddr(),
+		User:     id.user,
+		Session:  id.session,
+		Country:  id.country,
+	})
+	if err != nil {
+		e.noteDialErr(err)
+		c.fail(&e, err)
+		return
+	}
+	e.noteOutbound(out)
+	defer out.Done(false)
+	if !c.track(out.Conn) {
+		e.result = resultShutdown
+		c.logAccess(&e)
+		return
+	}
+	defer c.untrack()
+
+	if _, err := io.WriteString(c.rwc, connectEstablished); err != nil {
+		e.result, e.err = resultClientClosed, err
+		c.logAccess(&e)
+		return
+	}
+	e.status = 200
+	if early := c.in.buffered(); len(early) > 0 {
+		n, err := out.Conn.Write(early)
+		e.up += int64(n)
+		if err != nil {
+			e.result, e.err = resultInterrupted, err
+			c.logAccess(&e)
+			return
+		}
+	}
+	c.releaseBuffers()
+
+	res, err := relay.Pipe(c.rwc, out.Conn, c.srv.cfg.IdleTimeout)
+	e.up += res.Up
+	e.down += res.Down
+	e.result, e.err = relayResult(res, err), err
+	if c.wasForced() {
+		e.result = resultShutdown
+	}
+	c.logAccess(&e)
+}
+
+func relayResult(res relay.Result, err error) string {
+	switch {
+	case res.Idle:
+		return resultIdle
+	case err != nil:
+		return resultInterrupted
+	}
+	return resultOK
+}
+
+// dial asks the Dialer for req under ConnectTimeout. A dialer that gave up
+// because that deadline passed is reported as a timeout even if its error
+// does not say so.
+func (c *conn) dial(req *dial.Request) (*dial.Outbound, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.ConnectTimeout)
+	defer cancel()
+	out, err := c.srv.cfg.Dialer.Dial(ctx, req)
+	if err == nil && (out == nil || out.Conn == nil) {
+		err = fmt.Errorf("%w: dialer returned no connection", dial.ErrUpstream)
+	}
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && dial.Classify(err) != dial.KindTimeout {
+			err = fmt.Errorf("%w: %w", dial.ErrTimeout, err)
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// isTimeout reports a deadline passing on a connection.
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }

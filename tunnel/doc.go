@@ -1,0 +1,23 @@
+// Package tunnel is hopper's listener and HTTP front end.
+//
+// It owns the accept loop and everything that happens on an accepted
+// connection before bytes start to flow: connection limits, the header
+// deadline, sniffing the first byte (SOCKS or HTTP), parsing HTTP/1.x request
+// heads, proxy authentication at the boundary, HTTP CONNECT tunnels and
+// plain-HTTP forward requests (keep-alive, streamed bodies, WebSocket
+// upgrades), and rendering every failure to the client per DESIGN.md's error
+// table.
+//
+// It leaves to others:
+//   - how an outbound connection is made and through which upstream: a
+//     dial.Dialer answers each dial.Request;
+//   - who may use the proxy: a dial.Authenticator checks credentials;
+//   - SOCKS: connections whose first byte is 0x04 or 0x05 are handed, raw,
+//     to a StreamHandler;
+//   - moving bytes once a tunnel is up: relay.Pipe, which keeps the kernel's
+//     splice path between raw TCP connections.
+//
+// The package never wraps an accepted connection in another net.Conn: bytes it
+// has buffered while reading a head are written to the other side first, and
+// the raw *net.TCPConn is relayed afterwards.
+package tunnel

@@ -1,0 +1,214 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hopper-proxy/hopper/dial"
+)
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{Dialer: &dial.Direct{}}
+	require.NoError(t, ok.Validate())
+	cases := map[string]Config{
+		"no dialer":          {},
+		"negative header":    {Dialer: ok.Dialer, HeaderTimeout: -1},
+		"negative idle":      {Dialer: ok.Dialer, IdleTimeout: -1},
+		"negative connect":   {Dialer: ok.Dialer, ConnectTimeout: -1},
+		"negative max conns": {Dialer: ok.Dialer, MaxConns: -1},
+		"head too small":     {Dialer: ok.Dialer, MaxHeadBytes: 100},
+		"head too large":     {Dialer: ok.Dialer, MaxHeadBytes: 2 << 20},
+	}
+	for name, cfg := range cases {
+		err := cfg.Validate()
+		assert.ErrorIs(t, err, ErrInvalidConfig, name)
+		_, err = New(cfg)
+		assert.ErrorIs(t, err, ErrInvalidConfig, name)
+	}
+}
+
+func TestNewAppliesDefaults(t *testing.T) {
+	s, err := New(Config{Dialer: &dial.Direct{}})
+	require.NoError(t, err)
+	assert.Equal(t, 10*time.Second, s.cfg.HeaderTimeout)
+	assert.Equal(t, 5*time.Minute, s.cfg.IdleTimeout)
+	assert.Equal(t, 10*time.Second, s.cfg.ConnectTimeout)
+	assert.Equal(t, 8192, s.cfg.MaxConns)
+	assert.Equal(t, 64<<10, s.cfg.MaxHeadBytes)
+	assert.NotNil(t, s.log)
+}
+
+// sendRaw writes data to the proxy and returns the response head and body
+// it answers with before closing.
+func sendRaw(t *testing.T, p *proxy, data string) (response, string) {
+	t.Helper()
+	c := dialProxy(t, p)
+	go func() { _, _ = io.WriteString(c, data) }()
+	r, err := readResponseHead(c)
+	require.NoError(t, err, "partial: %q", r.raw)
+	body, err := io.ReadAll(c)
+	require.NoError(t, err)
+	return r, string(body)
+}
+
+func TestGarbageFirstBytes(t *testing.T) {
+	p := startProxy(t, Config{})
+	for _, garbage := range []string{
+		"hello world\r\n\r\n",
+		"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+		"GET http://x/ HTTP/2.0\r\n\r\n",
+		"GET http://x/ HTTP/1.1\r\nBad Header\r\n\r\n",
+		"GET http://x/ HTTP/1.1\r\n folded: x\r\n\r\n",
+	} {
+		r, body := sendRaw(t, p, garbage)
+		assert.Equal(t, 400, r.status, "%q", garbage)
+		assert.Equal(t, "close", r.header.Get("Connection"))
+		assert.Regexp(t, `^hopper: [^\n]+\n$`, body)
+	}
+	lines := p.waitAccessLines(t, 5)
+	assert.Equal(t, "bad-request", fieldsOf(lines[0])["result"])
+}
+
+func TestOversizedHead(t *testing.T) {
+	p := startProxy(t, Config{})
+	head := "GET http://example.com/ HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n"
+	r, body := sendRaw(t, p, head)
+	assert.Equal(t, 400, r.status)
+	assert.Contains(t, body, "head too large")
+
+	// MaxHeadBytes is configurable.
+	small := startProxy(t, Config{MaxHeadBytes: 1 << 10})
+	r, _ = sendRaw(t, small, "GET http://example.com/ HTTP/1.1\r\nX-Big: "+strings.Repeat("a", 2<<10)+"\r\n\r\n")
+	assert.Equal(t, 400, r.status)
+}
+
+func TestSlowHeadIsClosed(t *testing.T) {
+	p := startProxy(t, Config{HeaderTimeout: 100 * time.Millisecond})
+	for _, partial := range []string{"", "G", "GET http://example.com/ HTTP/1.1\r\nHost: x\r\n"} {
+		c := dialProxy(t, p)
+		_, err := io.WriteString(c, partial)
+		require.NoError(t, err)
+		// The proxy closes; our own deadline (testTimeout) would show as a
+		// timeout error instead.
+		_, err = io.ReadAll(c)
+		assert.NoError(t, err, "%q", partial)
+	}
+}
+
+// The header deadline keeps running while the head trickles in: a client
+// sending a byte at a time cannot hold the connection past it.
+func TestTrickledHeadIsClosed(t *testing.T) {
+	p := startProxy(t, Config{HeaderTimeout: 200 * time.Millisecond})
+	c := dialProxy(t, p)
+	closed := make(chan struct{})
+	go func() {
+		_, _ = io.ReadAll(c)
+		close(closed)
+	}()
+	for i := 0; ; i++ {
+		select {
+		case <-closed:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		if i > 400 {
+			t.Fatal("connection still open after 8s of trickling")
+		}
+		_, _ = c.Write([]byte("X"))
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	origin := serveTCP(t, "127.0.0.1:0", echo)
+	p := startProxy(t, Config{MaxConns: 2})
+	t1 := connect(t, p, origin.addr())
+	t2 := connect(t, p, origin.addr())
+
+	// A third connection is closed at once, without an answer.
+	c3 := dialProxy(t, p)
+	_, _ = fmt.Fprintf(c3, "CONNECT %s HTTP/1.1\r\n\r\n", origin.addr())
+	b, err := io.ReadAll(c3)
+	if err != nil {
+		assert.ErrorIs(t, err, syscall.ECONNRESET)
+	}
+	assert.Empty(t, b)
+
+	// The existing tunnels keep flowing.
+	for _, c := range []net.Conn{t1, t2} {
+		_, err := c.Write([]byte("still here"))
+		require.NoError(t, err)
+		got := make([]byte, 10)
+		_, err = io.ReadFull(c, got)
+		require.NoError(t, err)
+		assert.Equal(t, "still here", string(got))
+	}
+	// Once one ends, a new connection is served again.
+	require.NoError(t, t1.Close())
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(testTimeout))
+		_, _ = fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\n\r\n", origin.addr())
+		r, err := readResponseHead(c)
+		return err == nil && r.status == 200
+	}, testTimeout, 10*time.Millisecond)
+}
+
+func TestSOCKSHandoff(t *testing.T) {
+	type call struct {
+		first    byte
+		raw      bool
+		deadline bool
+		rest     string
+	}
+	calls := make(chan call, 2)
+	handler := StreamHandlerFunc(func(ctx context.Context, conn net.Conn, first byte) {
+		_, raw := conn.(*net.TCPConn)
+		// The header deadline is still set: a read with nothing to read
+		// ends by it rather than blocking forever.
+		buf := make([]byte, 3)
+		n, _ := io.ReadFull(conn, buf)
+		_, err := conn.Read(make([]byte, 1))
+		calls <- call{first: first, raw: raw, deadline: errors.Is(err, os.ErrDeadlineExceeded), rest: string(buf[:n])}
+		// As a SOCKS handler does after its handshake.
+		_ = conn.SetDeadline(time.Time{})
+		_, _ = conn.Write([]byte{0x05, 0x00})
+	})
+	p := startProxy(t, Config{SOCKS: handler, HeaderTimeout: 200 * time.Millisecond})
+	for _, first := range []byte{0x05, 0x04} {
+		c := dialProxy(t, p)
+		_, err := c.Write([]byte{first, 1, 2, 3})
+		require.NoError(t, err)
+		reply, err := io.ReadAll(c)
+		require.NoError(t, err, "conn closed after ServeStream")
+		assert.Equal(t, []byte{0x05, 0x00}, reply)
+		got := <-calls
+		assert.Equal(t, call{first: first, raw: true, deadline: true, rest: "\x01\x02\x03"}, got)
+	}
+}
+
+func TestSOCKSRefusedWhenOff(t *testing.T) {
+	p := startProxy(t, Config{})
+	c := dialProxy(t, p)
+	_, err := c.Write([]byte{0x05, 0x01, 0x00})
+	require.NoError(t, err)
+	b, err := io.ReadAll(c)
+	if err != nil {
+		assert.ErrorIs(t, err, syscall.ECONNRESET)
+	}
+	assert.Empty(t, b)
+}
