@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hopper-proxy/hopper/auth"
+	"github.com/hopper-proxy/hopper/rotate"
 )
 
 // serveConfig is everything `hopper serve` can be told. Every field has a
@@ -31,6 +35,26 @@ type serveConfig struct {
 	HeaderTimeout  time.Duration `yaml:"header-timeout"`
 	DrainTimeout   time.Duration `yaml:"drain-timeout"`
 	MaxConns       int           `yaml:"max-conns"`
+
+	// Health, probing and sessions (rotate).
+	Policy                  string        `yaml:"policy"`
+	FailuresUntilQuarantine int           `yaml:"failures-until-quarantine"`
+	Quarantine              time.Duration `yaml:"quarantine"`
+	ProbeURL                string        `yaml:"probe-url"`
+	ProbeInterval           time.Duration `yaml:"probe-interval"`
+	Judge                   string        `yaml:"judge"`
+	SessionTTL              time.Duration `yaml:"session-ttl"`
+	MaxQueueWait            time.Duration `yaml:"max-queue-wait"`
+	// Pools and Rules route targets to named pools (YAML only).
+	Pools map[string]rotate.PoolSpec `yaml:"pools"`
+	Rules []rotate.Rule              `yaml:"rules"`
+
+	// Access control (auth).
+	Auth         []string                   `yaml:"auth"`
+	Users        string                     `yaml:"users"`
+	AllowOpen    bool                       `yaml:"allow-open"`
+	AllowPrivate bool                       `yaml:"allow-private"`
+	ACL          map[string]auth.TargetRule `yaml:"acl"`
 }
 
 // defaultServeConfig is the embedded default: a direct proxy on loopback.
@@ -47,6 +71,13 @@ func defaultServeConfig() serveConfig {
 		HeaderTimeout:  10 * time.Second,
 		DrainTimeout:   15 * time.Second,
 		MaxConns:       8192,
+
+		Policy:                  "round-robin",
+		FailuresUntilQuarantine: 3,
+		Quarantine:              5 * time.Minute,
+		ProbeInterval:           time.Minute,
+		SessionTTL:              10 * time.Minute,
+		MaxQueueWait:            10 * time.Second,
 	}
 }
 
@@ -82,6 +113,18 @@ func parseServe(args []string, out io.Writer) (serveConfig, error) {
 	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", cfg.HeaderTimeout, "limit for a client to send its request head or handshake")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on SIGINT/SIGTERM, how long live tunnels may finish")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "concurrent client connections (0: unlimited)")
+	fs.StringVar(&cfg.Policy, "policy", cfg.Policy, "round-robin, random, least-latency or weighted")
+	fs.IntVar(&cfg.FailuresUntilQuarantine, "failures-until-quarantine", cfg.FailuresUntilQuarantine, "consecutive failures of an upstream's own that quarantine it")
+	fs.DurationVar(&cfg.Quarantine, "quarantine", cfg.Quarantine, "first quarantine; doubles on repeat offences")
+	fs.StringVar(&cfg.ProbeURL, "probe-url", cfg.ProbeURL, "URL fetched through each upstream to probe it (default: TCP connect to the upstream)")
+	fs.DurationVar(&cfg.ProbeInterval, "probe-interval", cfg.ProbeInterval, "time between probes of one upstream (0: no probing)")
+	fs.StringVar(&cfg.Judge, "judge", cfg.Judge, "judge URL (hopper judge) that probes use to learn exit IPs and anonymity")
+	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "how long a sticky session keeps its upstream after last use")
+	fs.DurationVar(&cfg.MaxQueueWait, "max-queue-wait", cfg.MaxQueueWait, "how long a request may wait for an upstream free under min-interval")
+	fs.Var(&listFlag{list: &cfg.Auth}, "auth", "user:pass account (repeatable); turns authentication on")
+	fs.StringVar(&cfg.Users, "users", cfg.Users, "htpasswd file with bcrypt accounts (htpasswd -B); reloaded on SIGHUP")
+	fs.BoolVar(&cfg.AllowOpen, "allow-open", cfg.AllowOpen, "allow listening beyond loopback without authentication")
+	fs.BoolVar(&cfg.AllowPrivate, "allow-private", cfg.AllowPrivate, "let clients not on loopback reach private and loopback addresses")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printFlags(out, "hopper serve [flags]", fs)
@@ -213,6 +256,36 @@ func (c *serveConfig) validate() error {
 	}
 	if err := validRotate(c.Rotate); err != nil {
 		return err
+	}
+	if _, err := rotate.ParsePolicy(c.Policy); err != nil {
+		return fmt.Errorf("--policy: invalid value %q (allowed: round-robin, random, least-latency, weighted)", c.Policy)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"quarantine", c.Quarantine}, {"session-ttl", c.SessionTTL}, {"max-queue-wait", c.MaxQueueWait}, {"probe-interval", c.ProbeInterval}} {
+		if d.v < 0 {
+			return fmt.Errorf("--%s: must not be negative, got %s", d.name, d.v)
+		}
+	}
+	if c.FailuresUntilQuarantine < 0 {
+		return fmt.Errorf("--failures-until-quarantine: must be 0 (never) or more, got %d", c.FailuresUntilQuarantine)
+	}
+	for _, u := range []struct{ name, v string }{{"probe-url", c.ProbeURL}, {"judge", c.Judge}} {
+		if u.v == "" {
+			continue
+		}
+		if pu, err := url.Parse(u.v); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("--%s: %q is not an http(s) URL", u.name, u.v)
+		}
+	}
+	for _, a := range c.Auth {
+		if user, _, ok := strings.Cut(a, ":"); !ok || user == "" {
+			return fmt.Errorf("--auth: want user:pass, got %q without a password", user)
+		}
+	}
+	if len(c.Pools) > 0 && len(c.Upstreams) > 0 {
+		return fmt.Errorf("upstreams: give either --upstreams or a pools: block, not both")
 	}
 	for _, d := range []struct {
 		name string

@@ -30,6 +30,7 @@ const usage = `hopper: a rotating proxy for HTTP, HTTPS and SOCKS
 
 Usage:
   hopper serve   [flags]    run the proxy (hopper serve --help lists the flags)
+  hopper judge   [flags]    echo callers' address and headers as JSON (for probes)
   hopper version            print the version
 
 With no upstreams hopper egresses directly, as a plain proxy.
@@ -57,12 +58,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], stdout, stderr)
+	case "judge":
+		err = judgeCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "hopper", buildVersion())
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
-		fmt.Fprintf(stderr, "hopper: unknown command %q (commands: serve, version)\n", args[0])
+		fmt.Fprintf(stderr, "hopper: unknown command %q (commands: serve, judge, version)\n", args[0])
 		return 2
 	}
 	switch {

@@ -7,14 +7,17 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hopper-proxy/hopper/auth"
 	"github.com/hopper-proxy/hopper/dial"
 	"github.com/hopper-proxy/hopper/rotate"
 	"github.com/hopper-proxy/hopper/socks"
@@ -34,14 +37,37 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 
+	accounts, err := auth.New(auth.Config{Static: cfg.Auth, UsersFile: cfg.Users, Logger: log})
+	if err != nil {
+		return usagef("%w", err)
+	}
+	var authn dial.Authenticator
+	if accounts.Enabled() {
+		authn = accounts
+	} else if !cfg.AllowOpen && !isLoopbackListen(cfg.Listen) {
+		return usagef("refusing to run an open proxy on %s: add --auth user:pass or --users FILE, or --allow-open if you mean it", cfg.Listen)
+	}
+
 	egress, err := newEgress(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer egress.Close()
+	dialer, err := auth.NewACL(egress.dialer, auth.ACLConfig{Accounts: cfg.ACL, AllowPrivate: cfg.AllowPrivate})
+	if err != nil {
+		return usagef("acl: %w", err)
+	}
+	reload := egress.reload
+	egress.reload = func(ctx context.Context) {
+		if err := accounts.Reload(); err != nil {
+			log.Warn("users reload failed; keeping the previous accounts", zap.Error(err))
+		}
+		reload(ctx)
+	}
 
 	socksSrv, err := socks.New(socks.Config{
-		Dialer:         egress.dialer,
+		Dialer:         dialer,
+		Auth:           authn,
 		IdleTimeout:    cfg.IdleTimeout,
 		ConnectTimeout: cfg.ConnectTimeout,
 		Logger:         log,
@@ -54,7 +80,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		maxConns = math.MaxInt32
 	}
 	srv, err := tunnel.New(tunnel.Config{
-		Dialer:         egress.dialer,
+		Dialer:         dialer,
+		Auth:           authn,
 		SOCKS:          socksSrv,
 		Logger:         log,
 		HeaderTimeout:  cfg.HeaderTimeout,
@@ -106,6 +133,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// isLoopbackListen reports whether addr binds loopback only; an empty host
+// or a wildcard binds every interface.
+func isLoopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
 // reloadOnSIGHUP reloads the upstream lists whenever the process gets SIGHUP.
 func reloadOnSIGHUP(ctx context.Context, e *egress, log *zap.Logger) error {
 	hup := make(chan os.Signal, 1)
@@ -116,7 +157,7 @@ func reloadOnSIGHUP(ctx context.Context, e *egress, log *zap.Logger) error {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			log.Info("SIGHUP: reloading upstreams")
+			log.Info("SIGHUP: reloading upstreams and users")
 			e.reload(ctx)
 		}
 	}
@@ -126,6 +167,7 @@ func reloadOnSIGHUP(ctx context.Context, e *egress, log *zap.Logger) error {
 // kept fresh by a background updater.
 type egress struct {
 	dialer dial.Dialer
+	router *rotate.Router // nil for direct egress
 	close  func()
 	run    func(ctx context.Context) error
 	reload func(ctx context.Context)
@@ -134,7 +176,7 @@ type egress struct {
 func (e *egress) Close() { e.close() }
 
 func newEgress(ctx context.Context, cfg serveConfig, log *zap.Logger) (*egress, error) {
-	if len(cfg.Upstreams) == 0 {
+	if len(cfg.Upstreams) == 0 && len(cfg.Pools) == 0 {
 		log.Info("egressing directly", zap.String("hint", "no --upstreams given: hopper is a plain proxy"))
 		idle := &dial.IdlePool{}
 		return &egress{
@@ -144,48 +186,89 @@ func newEgress(ctx context.Context, cfg serveConfig, log *zap.Logger) (*egress, 
 			reload: func(context.Context) {},
 		}, nil
 	}
-	rotation, err := rotate.ParseRotation(cfg.Rotate)
+	rc, err := routerConfig(cfg, log)
 	if err != nil {
-		return nil, usagef("--rotate: %w", err)
+		return nil, err
 	}
-	retries := cfg.Retries
-	if retries == 0 {
-		retries = -1 // rotate.Config: zero selects the default, negative none
-	}
-	pool, err := rotate.New(rotate.Config{
-		Retries:        retries,
-		ConnectTimeout: cfg.ConnectTimeout,
-		Rotate:         rotation,
-		Logger:         log,
-	}, nil)
+	router, err := rotate.NewRouter(rc)
 	if err != nil {
 		return nil, usagef("%w", err)
 	}
-	up, err := rotate.NewUpdater(pool, rotate.UpdaterConfig{
-		Sources:  cfg.Upstreams,
-		Interval: cfg.Refresh,
-		Logger:   log,
-	})
-	if err != nil {
-		return nil, usagef("--upstreams: %w", err)
-	}
 	// Load once before serving so the first client finds the pool; a list
 	// that fails now is retried by the updater and answered 503 meanwhile.
-	if err := up.Reload(ctx); err != nil {
+	if err := router.Reload(ctx); err != nil {
 		log.Warn("upstreams not loaded yet; clients get 503 until a reload succeeds", zap.Error(err))
 	}
-	log.Info("rotating", zap.Int("upstreams", pool.Len()), zap.Strings("sources", redactSources(cfg.Upstreams)),
-		zap.String("rotate", cfg.Rotate), zap.Duration("refresh", cfg.Refresh))
+	for _, ps := range router.Status() {
+		log.Info("rotating", zap.String("pool", ps.Name), zap.Int("upstreams", len(ps.Upstreams)),
+			zap.Strings("sources", redactSources(rc.Pools[ps.Name].Upstreams)),
+			zap.String("rotate", cfg.Rotate), zap.Duration("refresh", cfg.Refresh))
+	}
 	return &egress{
-		dialer: pool,
-		close:  func() { _ = pool.Close() },
-		run:    up.Run,
+		dialer: router,
+		router: router,
+		close:  func() { _ = router.Close() },
+		run:    router.Run,
 		reload: func(ctx context.Context) {
-			if err := up.Reload(ctx); err != nil {
+			if err := router.Reload(ctx); err != nil {
 				log.Warn("reload failed; keeping the previous pool", zap.Error(err))
 			}
 		},
 	}, nil
+}
+
+// routerConfig maps flags and the pools:/rules: blocks onto rotate's config.
+func routerConfig(cfg serveConfig, log *zap.Logger) (rotate.RouterConfig, error) {
+	rotation, err := rotate.ParseRotation(cfg.Rotate)
+	if err != nil {
+		return rotate.RouterConfig{}, usagef("--rotate: %w", err)
+	}
+	policy, err := rotate.ParsePolicy(cfg.Policy)
+	if err != nil {
+		return rotate.RouterConfig{}, usagef("--policy: %w", err)
+	}
+	retries := cfg.Retries
+	if retries == 0 {
+		retries = -1 // rotate: zero selects the default, negative none
+	}
+	failures := cfg.FailuresUntilQuarantine
+	if failures == 0 {
+		failures = -1 // never quarantine
+	}
+	probeEvery := cfg.ProbeInterval
+	if probeEvery == 0 {
+		probeEvery = -1 // no probing
+	}
+	pools := cfg.Pools
+	if len(pools) == 0 {
+		pools = map[string]rotate.PoolSpec{rotate.DefaultPoolName: {Upstreams: cfg.Upstreams}}
+	}
+	rc := rotate.RouterConfig{
+		Pools: pools,
+		Rules: cfg.Rules,
+		Pool: rotate.Config{
+			Retries:                 retries,
+			ConnectTimeout:          cfg.ConnectTimeout,
+			Rotate:                  rotation,
+			Policy:                  policy,
+			FailuresUntilQuarantine: failures,
+			Quarantine:              cfg.Quarantine,
+			SessionTTL:              cfg.SessionTTL,
+			MaxQueueWait:            cfg.MaxQueueWait,
+			Logger:                  log,
+		},
+		Updater: rotate.UpdaterConfig{Interval: cfg.Refresh},
+		Prober:  rotate.ProberConfig{URL: cfg.ProbeURL, Judge: cfg.Judge, Interval: probeEvery},
+	}
+	if err := rc.Validate(); err != nil {
+		return rc, usagef("%s", oneLine(err))
+	}
+	return rc, nil
+}
+
+// oneLine joins a multi-error into one line for the command line.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
 // redactSources hides credentials and query strings in list URLs.
