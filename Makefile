@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/hopper
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X main.version=$(VERSION)
-FUZZTIME ?= 10s
+FUZZTIME ?= 5s
 
 .PHONY: help run build test test-deps unit fuzz fuzz-short lint bench
 
@@ -26,7 +26,7 @@ test-deps: ## install what the tests need (curl, strace, ...) when missing
 unit: ## go test -race on every package
 	$(GO) test -race -count=1 -timeout 12m ./...
 
-fuzz-short: ## every fuzz target for FUZZTIME (10s)
+fuzz-short: ## every fuzz target for FUZZTIME (5s)
 	@FUZZTIME=$(FUZZTIME) GO=$(GO) bash .ci/fuzz
 
 fuzz: ## every fuzz target for 30s
@@ -39,3 +39,7 @@ lint: ## gofmt and go vet (staticcheck too when installed)
 
 bench: ## go benchmarks: hopper against direct connections on loopback
 	$(GO) test -run='^$$' -bench=. -benchtime=2s ./...
+
+.PHONY: soak
+soak: ## 5 minutes of 200 clients churning through faulty upstreams (not in make test)
+	$(GO) run ./bench/cmd/hopper-soak -duration $(or $(SOAK_DURATION),5m) -clients 200

@@ -18,6 +18,9 @@ const (
 	DefaultQuarantine              = 5 * time.Minute
 	DefaultMaxQuarantine           = time.Hour
 	DefaultMaxQueueWait            = 10 * time.Second
+	DefaultCursorBlock             = 16384
+	DefaultReserveTTL              = 30 * time.Second
+	DefaultSyncInterval            = 5 * time.Second
 	maxRetries                     = 16
 )
 
@@ -89,6 +92,34 @@ type Config struct {
 	// waits.
 	MaxQueueWait time.Duration
 
+	// Store (--state) is the state the pool shares with other hopper
+	// instances: with a shared store (RedisStore) the round-robin cursor,
+	// consecutive failures and quarantines, sticky sessions, min-interval
+	// slots and reservations hold across every instance on it. Nil means a
+	// MemoryStore of the pool's own (one process, as without --state).
+	// The pool never closes it: its opener does.
+	Store Store
+	// Name names the pool inside the store's keys; "" means "default".
+	// Router sets it to the pool's name. Instances sharing a store share a
+	// pool's state by its name.
+	Name string
+	// CursorBlock bounds how many round-robin positions an instance takes
+	// from a shared store's cursor at once (INCRBY). Blocks are sized to
+	// last about 10ms at the current pick rate, from 1 up to this bound, so
+	// light traffic is interleaved exactly across instances and heavy
+	// traffic costs about 100 store calls a second. Zero means 16384.
+	CursorBlock int
+	// ReserveTTL is how long a reservation (a rule with reserve: true)
+	// lasts without renewal: Pool.Sync (run by Router.Run) renews live
+	// tunnels' reservations every third of it, so it only bounds how long
+	// the reservations of an instance that died keep their exits. Zero
+	// means 30s.
+	ReserveTTL time.Duration
+	// SyncInterval is how often Pool.Sync compares the pool's health with a
+	// shared store's, besides applying other instances' changes as they
+	// are published. Zero means 5s.
+	SyncInterval time.Duration
+
 	// Clock tells time and waits; nil means the system clock. Tests pass a
 	// fake one.
 	Clock Clock
@@ -125,6 +156,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Quarantine > 0 && c.MaxQuarantine > 0 && c.MaxQuarantine < c.Quarantine {
 		errs = append(errs, fmt.Errorf("%w: max quarantine %v shorter than quarantine %v", ErrBadConfig, c.MaxQuarantine, c.Quarantine))
+	}
+	if c.CursorBlock < 0 || c.ReserveTTL < 0 || c.SyncInterval < 0 {
+		errs = append(errs, fmt.Errorf("%w: negative cursor block, reserve TTL or sync interval", ErrBadConfig))
 	}
 	if c.MaxSessions < 0 {
 		errs = append(errs, fmt.Errorf("%w: negative session table size", ErrBadConfig))

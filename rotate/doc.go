@@ -27,13 +27,32 @@
 // fresh session per connection and a stable one per sticky session. Router
 // implements dial.Dialer over several named pools chosen by host rules, each
 // rule with its own policy, retries and min-interval per (upstream, host).
-// Pool.Status and Router.Status are the read-only view for the admin API and
-// metrics. Time comes from a Clock, so tests drive it with a fake.
+// A rule with reserve: true gives each connection an exit no other
+// connection holds for the same host. Pool.Status and Router.Status are the
+// read-only view for the admin API and metrics. Time comes from a Clock, so
+// tests drive it with a fake.
+//
+// Shared state (--state): a Store holds what several hopper instances must
+// agree on to act as one proxy. MemoryStore (the default) keeps it in the
+// process; RedisStore shares it: the round-robin cursor (handed out in
+// blocks, so picks stay local and lock-free), consecutive failures and
+// quarantines (published to every instance as they happen), sticky
+// sessions, min-interval slots and reservations (leases with an owner
+// token, renewed while the connection lives, expiring if its instance
+// dies). Every key has a TTL and lives under the store's prefix. A store
+// that cannot be reached in its short timeout is degraded (logged once,
+// StoreHealth.Degraded): the pool serves from local state meanwhile, never
+// failing a request for it, and resynchronises when it returns. Store also
+// offers a plain key-value interface (KV) for other packages' state, such
+// as MITM identities. Upstream lists can be Redis keys too, reloaded when
+// their channel announces a change.
 //
 // It leaves to others: accepting clients, authentication, parsing the
 // session and country controls, and rendering errors (the front ends, which
-// classify failures with dial.Classify), copying bytes (relay), the judge
-// server (package judge), and process wiring, flags and signals (cmd/hopper,
-// which calls Reload on SIGHUP and runs Updater, Prober or Router.Run under
-// its errgroup). Nothing here starts a goroutine from a constructor.
+// classify failures with dial.Classify, and call Outbound.Done when a
+// connection ends, which releases its reservation), copying bytes (relay),
+// the judge server (package judge), and process wiring, flags and signals
+// (cmd/hopper, which opens and closes the Store, calls Reload on SIGHUP and
+// runs Updater, Prober or Router.Run under its errgroup). Nothing here
+// starts a goroutine from a constructor.
 package rotate

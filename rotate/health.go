@@ -107,6 +107,7 @@ func (p *Pool) quarantine(u *Upstream, cause quarantineCause, err error) {
 	if until.UnixNano() < p.nextRelease.Load() {
 		p.nextRelease.Store(until.UnixNano())
 	}
+	p.markDirtyLocked(u, now)
 	p.publishLocked()
 	fields := []zap.Field{
 		zap.String("upstream", u.label), zap.String("reason", cause.String()),
@@ -127,7 +128,9 @@ func (p *Pool) release(u *Upstream, reason string) bool {
 	if u.healthy() {
 		return false
 	}
-	p.releaseLocked(u, p.clock.Now())
+	now := p.clock.Now()
+	p.releaseLocked(u, now)
+	p.markDirtyLocked(u, now)
 	p.publishLocked()
 	p.logReleased(u, reason)
 	return true

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,12 +42,35 @@ type Pool struct {
 
 	nextRelease atomic.Int64 // earliest quarantine end, unix nanoseconds; noRelease if none
 	weightsAt   atomic.Int64 // last weight refresh, unix nanoseconds
+
+	// Shared state (shared.go, health_shared.go, reserve.go, sync.go).
+	store      Store
+	shared     bool  // store is seen by other instances
+	local      Store // reservations while a shared store is unreachable; store itself otherwise
+	name       string
+	cursorKey  string
+	instance   string // tags this pool's events and lease owners
+	reserveTTL time.Duration
+	syncEvery  time.Duration
+	cursor     blockCursor
+	ids        atomic.Pointer[map[string]*Upstream] // by Upstream.id
+	leases     leaseSet
+	leaseSeq   atomic.Uint64
+	dirty      chan *Upstream // health changes for Sync to push
+	resyncNow  chan struct{}
 }
 
 var _ dial.Dialer = (*Pool)(nil)
 
 // New returns a pool over ups (see Replace), or an error from cfg.Validate.
 func New(cfg Config, ups []*Upstream) (*Pool, error) {
+	return newPool(cfg, ups, nil)
+}
+
+// newPool builds a pool whose reservations fall back to local (a store
+// Router shares among its pools) while a shared store is unreachable; nil
+// local means a store of the pool's own.
+func newPool(cfg Config, ups []*Upstream, local Store) (*Pool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -58,6 +80,7 @@ func New(cfg Config, ups []*Upstream) (*Pool, error) {
 		threshold: cfg.threshold(), sessions: cfg.sessionTable(),
 	}
 	p.qBase, p.qMax = cfg.quarantine()
+	p.initShared(cfg, local)
 	p.nextRelease.Store(noRelease)
 	if p.log == nil {
 		p.log = zap.NewNop()
@@ -80,11 +103,48 @@ func New(cfg Config, ups []*Upstream) (*Pool, error) {
 	return p, nil
 }
 
+// initShared sets up the pool's use of its store.
+func (p *Pool) initShared(cfg Config, local Store) {
+	p.store = cfg.Store
+	if local == nil {
+		local = NewMemoryStore(p.clock)
+	}
+	if p.store == nil {
+		p.store = local
+	}
+	p.local = local
+	p.shared = p.store.Health().Shared
+	if !p.shared {
+		p.local = p.store
+	}
+	p.name = cfg.Name
+	if p.name == "" {
+		p.name = DefaultPoolName
+	}
+	p.cursorKey = p.key("cursor")
+	p.instance = newInstanceID()
+	p.reserveTTL = cfg.ReserveTTL
+	if p.reserveTTL == 0 {
+		p.reserveTTL = DefaultReserveTTL
+	}
+	p.syncEvery = cfg.SyncInterval
+	if p.syncEvery == 0 {
+		p.syncEvery = DefaultSyncInterval
+	}
+	p.cursor.max = int64(cfg.CursorBlock)
+	if p.cursor.max == 0 {
+		p.cursor.max = DefaultCursorBlock
+	}
+	p.dirty = make(chan *Upstream, dirtyQueue)
+	p.resyncNow = make(chan struct{}, 1)
+}
+
 // dialOpts are what a rule may change for one request.
 type dialOpts struct {
 	policy      Policy
 	attempts    int
 	minInterval time.Duration // per (upstream, target host); 0: none
+	reserve     bool          // one connection per (exit, target host) at a time
 }
 
 func (p *Pool) defaultOpts() dialOpts {
@@ -126,14 +186,15 @@ func (p *Pool) dial(ctx context.Context, req *dial.Request, o dialOpts) (*dial.O
 		p.refreshWeightsEvery(now, 10*time.Second)
 	}
 	var host string
-	if o.minInterval > 0 {
+	queued := o.minInterval > 0 || o.reserve
+	if queued {
 		host = targetHost(req.Target)
 	}
-	st := p.stickyState(req, now)
+	st := p.stickyState(ctx, req, now)
 
 	caller := ctx
 	timeout := p.timeout
-	if o.minInterval > 0 {
+	if queued {
 		timeout += p.maxWait
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -144,7 +205,7 @@ func (p *Pool) dial(ctx context.Context, req *dial.Request, o dialOpts) (*dial.O
 	attempts := make([]dial.Attempt, 0, o.attempts)
 	var last *Upstream
 	for i := range o.attempts {
-		u, err := p.choose(ctx, req, i, tried, o, host, &st)
+		u, resv, err := p.choose(ctx, req, i, tried, o, host, &st)
 		if err != nil {
 			if i == 0 || caller.Err() != nil {
 				if caller.Err() != nil {
@@ -162,17 +223,20 @@ func (p *Pool) dial(ctx context.Context, req *dial.Request, o dialOpts) (*dial.O
 		elapsed := time.Since(start)
 		acancel()
 		if err == nil {
-			u.recordSuccess(elapsed, !out.Reused)
-			st.bind(p, u)
+			p.sharedSuccess(ctx, u, u.recordSuccess(elapsed, !out.Reused))
+			st.bind(ctx, p, u)
+			resv.attach(out)
 			out.Upstream = u.label
 			out.Attempts = append(attempts, dial.Attempt{Upstream: u.label, Elapsed: elapsed})
 			return out, nil
 		}
+		resv.release()
 		f := blame(err)
 		if callerDone(caller) {
 			f = faultCaller
 		}
 		if u.recordFailure(err, f, p.clock.Now()) {
+			p.sharedFailure(ctx, u)
 			p.charge(u, err)
 		}
 		attempts = append(attempts, dial.Attempt{Upstream: u.label, Err: err, Elapsed: elapsed})
@@ -189,96 +253,6 @@ func (p *Pool) dial(ctx context.Context, req *dial.Request, o dialOpts) (*dial.O
 		cause = fmt.Errorf("%w: %w", context.Cause(caller), cause)
 	}
 	return nil, &dial.Error{Upstream: last.label, Target: req.Target, Attempt: len(attempts), Err: cause}
-}
-
-// choose returns the upstream for attempt i, waiting for a min-interval slot
-// if the rule has one.
-func (p *Pool) choose(ctx context.Context, req *dial.Request, i int, tried []*Upstream, o dialOpts, host string, st *sticky) (*Upstream, error) {
-	if o.minInterval <= 0 {
-		if i == 0 && st.current != nil {
-			return st.current, nil
-		}
-		u, err := p.pick(req, i, tried, o.policy)
-		if err != nil {
-			return nil, p.noUpstream()
-		}
-		return u, nil
-	}
-	var cands []*Upstream
-	if i == 0 && st.current != nil {
-		cands = []*Upstream{st.current} // the session's exit, or none
-	} else {
-		cands = p.candidates(req, i, tried, o.policy)
-	}
-	if len(cands) == 0 {
-		return nil, p.noUpstream()
-	}
-	now := p.clock.Now()
-	u, at, ok := p.intervals.reserve(cands, host, o.minInterval, p.maxWait, now)
-	if !ok {
-		return nil, ErrQueueWait
-	}
-	if err := p.clock.Sleep(ctx, at.Sub(now)); err != nil {
-		return nil, fmt.Errorf("%w: waiting for a min-interval slot: %w", ErrQueueWait, err)
-	}
-	return u, nil
-}
-
-// pick chooses the upstream for attempt i (0-based) from the healthy
-// snapshot. The first attempt follows the rotation mode and the policy;
-// retries take another upstream not yet tried for this request, or any once
-// all have been.
-//
-// Per-connection and every-N affinity map the client connection onto the
-// snapshot (ConnID, plus Seq/N), so consecutive connections spread like round
-// robin and no per-connection state is kept; a reload or a health change may
-// move a connection to another upstream. ConnID 0 means unknown and rotates
-// per request.
-func (p *Pool) pick(req *dial.Request, i int, tried []*Upstream, policy Policy) (*Upstream, error) {
-	if i == 0 {
-		switch r := p.cfg.Rotate; {
-		case req.ConnID == 0:
-		case r.Mode == RotatePerConnection:
-			return p.sel.At(req.ConnID)
-		case r.Mode == RotateEveryN:
-			return p.sel.At(req.ConnID + uint64(max(req.Seq, 0)/r.Every))
-		}
-		return p.sel.Pick(policy)
-	}
-	for range p.sel.Len() {
-		u, err := p.sel.Pick(policy)
-		if err != nil {
-			return nil, err
-		}
-		if !slices.Contains(tried, u) {
-			return u, nil
-		}
-	}
-	for _, u := range p.sel.Snapshot() {
-		if !slices.Contains(tried, u) {
-			return u, nil
-		}
-	}
-	return p.sel.Pick(policy)
-}
-
-// candidates lists the healthy upstreams not yet tried, the policy's choice
-// first and the rest in snapshot order after it.
-func (p *Pool) candidates(req *dial.Request, i int, tried []*Upstream, policy Policy) []*Upstream {
-	ups := p.sel.Snapshot()
-	first, err := p.pick(req, i, tried, policy)
-	if err != nil {
-		return nil
-	}
-	at := slices.Index(ups, first)
-	out := make([]*Upstream, 0, len(ups))
-	out = append(out, first)
-	for k := 1; k < len(ups); k++ {
-		if u := ups[(max(at, 0)+k)%len(ups)]; u != first && !slices.Contains(tried, u) {
-			out = append(out, u)
-		}
-	}
-	return out
 }
 
 // callerDone reports that the caller's context has ended or reached its

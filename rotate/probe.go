@@ -33,7 +33,7 @@ func (pr *Prober) Probe(ctx context.Context, u *Upstream) ProbeResult {
 	r := pr.check(pctx, u)
 	r.Upstream = u
 	if !r.Skipped && ctx.Err() == nil {
-		pr.record(u, r)
+		pr.record(ctx, u, r)
 	}
 	return r
 }
@@ -209,7 +209,7 @@ func (pr *Prober) fetchDirect(ctx context.Context) (JudgeReport, error) {
 }
 
 // record applies a probe's outcome to u and its pool.
-func (pr *Prober) record(u *Upstream, r ProbeResult) {
+func (pr *Prober) record(ctx context.Context, u *Upstream, r ProbeResult) {
 	now := pr.clock.Now()
 	u.probes.Add(1)
 	u.lastProbe.Store(now.UnixNano())
@@ -217,6 +217,7 @@ func (pr *Prober) record(u *Upstream, r ProbeResult) {
 		u.probeFailures.Add(1)
 		if blame(r.Err) == faultUpstream {
 			u.consec.Add(1)
+			pr.pool.sharedFailure(ctx, u)
 			u.recordRate(false)
 			u.lastErr.Store(&errorRecord{err: r.Err, at: now})
 			pr.pool.charge(u, r.Err)
@@ -227,6 +228,7 @@ func (pr *Prober) record(u *Upstream, r ProbeResult) {
 	u.recordRate(true)
 	if u.consec.Load() != 0 {
 		u.consec.Store(0)
+		pr.pool.sharedSuccess(ctx, u, true)
 	}
 	clean := true
 	if r.ExitIP.IsValid() {
@@ -289,7 +291,9 @@ func (p *Pool) releaseProbed(u *Upstream, clean bool) {
 		p.mu.Unlock()
 		return
 	}
-	p.releaseLocked(u, p.clock.Now())
+	now := p.clock.Now()
+	p.releaseLocked(u, now)
+	p.markDirtyLocked(u, now)
 	p.publishLocked()
 	p.mu.Unlock()
 	p.logReleased(u, "probe succeeded")

@@ -61,7 +61,15 @@ func (p *Pool) Replace(ups []*Upstream) ReplaceStats {
 		}
 	}
 	p.all.Store(&next)
+	ids := make(map[string]*Upstream, len(next))
+	for _, u := range next {
+		ids[u.id] = u
+	}
+	p.ids.Store(&ids)
 	p.publishLocked()
+	if st.Added > 0 {
+		p.askResync()
+	}
 	if st.Changed() {
 		p.log.Debug("upstreams replaced", zap.Int("total", len(next)), zap.Int("added", st.Added),
 			zap.Int("removed", st.Removed), zap.Int("duplicates", st.Duplicates))

@@ -120,6 +120,7 @@ type Router struct {
 	rules []route
 	def   *routed
 	log   *zap.Logger
+	store Store
 }
 
 type routed struct {
@@ -149,13 +150,21 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	r := &Router{pools: make(map[string]*routed, len(cfg.Pools)), log: log}
+	// One fallback store for every pool: reservations are per exit and
+	// host, whichever pool the exit is in.
+	local := NewMemoryStore(cfg.Pool.Clock)
+	store := cfg.Pool.Store
+	if store == nil {
+		store = local
+	}
+	r := &Router{pools: make(map[string]*routed, len(cfg.Pools)), log: log, store: store}
 	for name, spec := range cfg.Pools {
 		plog := log.With(zap.String("pool", name))
 		pc := cfg.Pool
 		pc.Policy = spec.Policy.or(cfg.Pool.Policy)
 		pc.Logger = plog
-		pool, err := New(pc, nil)
+		pc.Store, pc.Name = store, name
+		pool, err := newPool(pc, nil, local)
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +195,6 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 		r.names = append(r.names, name)
 	}
 	slices.Sort(r.names)
-	reserve := false
 	for _, cr := range rules {
 		rp := r.pools[cr.rule.Pool]
 		o := rp.opts
@@ -195,16 +203,13 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 			o.attempts = 1 + *cr.rule.Retries
 		}
 		o.minInterval = cr.rule.MinInterval
+		o.reserve = cr.rule.Reserve
 		r.rules = append(r.rules, route{pat: cr.pat, pool: rp, opts: o})
-		reserve = reserve || cr.rule.Reserve
 	}
 	if rp, ok := r.pools[DefaultPoolName]; ok {
 		r.def = rp
 	} else if len(r.names) == 1 {
 		r.def = r.pools[r.names[0]]
-	}
-	if reserve {
-		log.Info("rules ask to reserve upstreams; reservations are not enforced yet")
 	}
 	return r, nil
 }
@@ -245,13 +250,14 @@ func (r *Router) Route(target string) (pool string, rule int) {
 	return r.def.name, -1
 }
 
-// Run runs every pool's updater and prober until ctx ends, and returns nil
-// then (or the first failure of one of them).
+// Run runs every pool's updater, prober and state upkeep (Pool.Sync) until
+// ctx ends, and returns nil then (or the first failure of one of them).
 func (r *Router) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, name := range r.names {
 		rp := r.pools[name]
 		g.Go(func() error { return rp.updater.Run(ctx) })
+		g.Go(func() error { return rp.pool.Sync(ctx) })
 		if rp.prober != nil {
 			g.Go(func() error { return rp.prober.Run(ctx) })
 		}
@@ -310,11 +316,18 @@ func (r *Router) Status() []PoolStatus {
 	return out
 }
 
-// Close closes every pool's kept connections.
+// StateHealth reports the store the pools share (RouterConfig.Pool.Store,
+// or the router's memory store): for /healthz detail and metrics, whether
+// it is shared and whether it is degraded (unreachable, hopper serving from
+// local state).
+func (r *Router) StateHealth() StoreHealth { return r.store.Health() }
+
+// Close closes every pool's kept connections and updater. A store given in
+// RouterConfig.Pool.Store is its opener's to close.
 func (r *Router) Close() error {
 	var errs []error
 	for _, name := range r.names {
-		errs = append(errs, r.pools[name].pool.Close())
+		errs = append(errs, r.pools[name].pool.Close(), r.pools[name].updater.Close())
 	}
 	return errors.Join(errs...)
 }

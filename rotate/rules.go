@@ -135,8 +135,16 @@ type Rule struct {
 	// ErrQueueWait (503 no-upstream). A sticky session waits for its own
 	// upstream. Zero means no minimum.
 	MinInterval time.Duration `yaml:"min-interval"`
-	// Reserve is accepted and kept for shared state across instances (a
-	// later feature); it is not enforced yet.
+	// Reserve gives each new connection to a matching host an exit that no
+	// other connection, on any instance sharing the store (--state), holds
+	// for that host: two workers scraping one site never share an exit at
+	// the same time. The reservation ends with the connection (its
+	// Outbound's Done), or by Config.ReserveTTL if its instance dies. When
+	// every exit is taken, the request waits up to Config.MaxQueueWait for
+	// one, then fails with ErrReserved (503 no-upstream). A sticky session
+	// waits for its own exit. An exit is an upstream entry: a provider
+	// gateway counts as one exit whatever sessions it hands out. Hosts are
+	// compared as min-interval compares them (lower case, no port).
 	Reserve bool `yaml:"reserve"`
 }
 

@@ -19,10 +19,11 @@ type sessionKey struct {
 }
 
 type sessionEntry struct {
-	key  sessionKey
-	u    *Upstream
-	gen  uint32 // how often the session moved; part of its template seed
-	last time.Time
+	key    sessionKey
+	u      *Upstream
+	gen    uint32 // how often the session moved; part of its template seed
+	last   time.Time
+	shared time.Time // when this binding was last written to a shared store
 }
 
 // sessions is a pool's sticky-session table: bounded in age (TTL since last
@@ -56,21 +57,30 @@ func (s *sessions) get(k sessionKey, now time.Time) (u *Upstream, gen uint32, ok
 	return e.u, e.gen, true
 }
 
-// put binds the session to u (a connection through it just succeeded).
-func (s *sessions) put(k sessionKey, u *Upstream, gen uint32, now time.Time) {
+// put binds the session to u (a connection through it just succeeded). It
+// reports whether a shared store should hear of it: a new or changed
+// binding, or one whose shared copy is older than an eighth of the TTL (so
+// a busy session costs a store write a minute or so, not one per
+// connection, and never expires in the store while in use).
+func (s *sessions) put(k sessionKey, u *Upstream, gen uint32, now time.Time) (share bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expireLocked(now)
 	if el, found := s.m[k]; found {
 		e := el.Value.(*sessionEntry)
+		share = e.u != u || e.gen != gen || now.Sub(e.shared) >= s.ttl/8
 		e.u, e.gen, e.last = u, gen, now
+		if share {
+			e.shared = now
+		}
 		s.lru.MoveToFront(el)
-		return
+		return share
 	}
 	for len(s.m) >= s.max {
 		s.removeLocked(s.lru.Back())
 	}
-	s.m[k] = s.lru.PushFront(&sessionEntry{key: k, u: u, gen: gen, last: now})
+	s.m[k] = s.lru.PushFront(&sessionEntry{key: k, u: u, gen: gen, last: now, shared: now})
+	return true
 }
 
 // forget drops the session's entry, if any.

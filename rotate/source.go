@@ -27,6 +27,9 @@ func isURL(src string) bool {
 	return strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://")
 }
 
+// hasURLSyntax reports a source whose label must hide URL secrets.
+func hasURLSyntax(src string) bool { return isURL(src) || isRedisSource(src) }
+
 // isInlineDirect reports a source that is a direct entry itself ("direct",
 // "direct://ADDR") rather than a list to read.
 func isInlineDirect(src string) bool {
@@ -37,7 +40,7 @@ func isInlineDirect(src string) bool {
 // sourceLabel names a source in logs and errors without the secrets a list
 // URL may carry (userinfo, query string).
 func sourceLabel(src string) string {
-	if !isURL(src) {
+	if !hasURLSyntax(src) {
 		return src
 	}
 	u, err := url.Parse(src)
@@ -63,7 +66,9 @@ func (u *Updater) loadSource(ctx context.Context, src string) (ups []*Upstream, 
 	}
 	label := sourceLabel(src)
 	var r io.ReadCloser
-	if isURL(src) {
+	if rs := u.redis[src]; rs != nil {
+		r, err = rs.open(ctx, label, u.cfg.maxListSize())
+	} else if isURL(src) {
 		r, err = u.fetch(ctx, src, label)
 	} else {
 		r, err = os.Open(src)

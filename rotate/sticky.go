@@ -1,6 +1,7 @@
 package rotate
 
 import (
+	"context"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,12 +17,17 @@ type sticky struct {
 	current *Upstream // prev, if it may still be used
 	gen     uint32    // generation of the attempt in progress
 	now     time.Time
+	reshare bool // the shared store lacks the binding: write it again
 }
 
 // stickyState looks the request's session up. A session whose upstream was
 // quarantined or removed moves: its generation advances so that a templated
 // upstream gets a new provider session (a new exit) too.
-func (p *Pool) stickyState(req *dial.Request, now time.Time) sticky {
+//
+// With a shared store the store's binding wins, so a session keeps its
+// upstream whichever instance its connections land on; while the store is
+// unreachable the local table answers.
+func (p *Pool) stickyState(ctx context.Context, req *dial.Request, now time.Time) sticky {
 	st := sticky{on: req.Session != "", now: now}
 	if !st.on {
 		return st
@@ -30,8 +36,26 @@ func (p *Pool) stickyState(req *dial.Request, now time.Time) sticky {
 	if p.sessions == nil {
 		return st
 	}
-	u, gen, ok := p.sessions.get(st.key, now)
-	if !ok {
+	var u *Upstream
+	var gen uint32
+	found := false
+	if p.shared {
+		var look sessionLookup
+		u, gen, look = p.sharedSession(ctx, st.key)
+		switch look {
+		case sessionFound:
+			found = true
+		case sessionForeign:
+			st.gen = gen + 1 // its upstream left this pool: it moves
+			return st
+		case sessionMissing:
+			st.reshare = true
+		}
+	}
+	if !found {
+		u, gen, found = p.sessions.get(st.key, now)
+	}
+	if !found {
 		return st
 	}
 	st.prev, st.gen = u, gen
@@ -57,11 +81,14 @@ func (st *sticky) seed(u *Upstream, i int) uint64 {
 }
 
 // bind records that the session's connection succeeded through u.
-func (st *sticky) bind(p *Pool, u *Upstream) {
+func (st *sticky) bind(ctx context.Context, p *Pool, u *Upstream) {
 	if !st.on || p.sessions == nil {
 		return
 	}
-	p.sessions.put(st.key, u, st.gen, st.now)
+	share := p.sessions.put(st.key, u, st.gen, st.now)
+	if p.shared && (share || st.reshare) {
+		p.shareSession(ctx, st.key, u, st.gen)
+	}
 	if st.prev != nil && st.prev != u {
 		p.log.Debug("sticky session moved", zap.String("from", st.prev.label), zap.String("to", u.label))
 	}

@@ -14,8 +14,9 @@ import (
 
 // UpdaterConfig configures an Updater.
 type UpdaterConfig struct {
-	// Sources are list files and http(s) URLs, read in order; their
-	// entries are concatenated and deduplicated. "direct" and
+	// Sources are list files, http(s) URLs and Redis keys
+	// (redis://host:port/db?key=NAME, see redisSource), read in order;
+	// their entries are concatenated and deduplicated. "direct" and
 	// "direct://ADDR" stand for themselves. At least one is required.
 	Sources []string
 	// Interval is the time between reloads in Run. Zero means Run reloads
@@ -25,7 +26,8 @@ type UpdaterConfig struct {
 	// the proxy environment variables, keeps no idle connections and gives
 	// up on a fetch after FetchTimeout.
 	Client *http.Client
-	// FetchTimeout bounds one fetch by the default client. Zero means 30s.
+	// FetchTimeout bounds one fetch by the default client (and one read of
+	// a Redis source). Zero means 30s.
 	FetchTimeout time.Duration
 	// MaxListSize bounds one source's size in bytes. Zero means 64 MiB.
 	MaxListSize int64
@@ -42,6 +44,11 @@ func (c *UpdaterConfig) Validate() error {
 	for _, s := range c.Sources {
 		if s == "" {
 			errs = append(errs, fmt.Errorf("%w: empty source", ErrBadConfig))
+		}
+		if isRedisSource(s) {
+			if _, _, _, err := parseRedisSource(s); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if c.Interval < 0 || c.FetchTimeout < 0 || c.MaxListSize < 0 {
@@ -77,6 +84,7 @@ type Updater struct {
 	mu     sync.Mutex             // serialises reloads
 	last   map[string][]*Upstream // last good entries per source
 	loaded atomic.Bool            // a reload has published
+	redis  map[string]*redisSource
 }
 
 // NewUpdater returns an updater for pool, or cfg.Validate's error.
@@ -84,15 +92,27 @@ func NewUpdater(pool *Pool, cfg UpdaterConfig) (*Updater, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	u := &Updater{pool: pool, cfg: cfg, log: cfg.Logger, client: cfg.Client, last: make(map[string][]*Upstream)}
+	u := &Updater{pool: pool, cfg: cfg, log: cfg.Logger, client: cfg.Client, last: make(map[string][]*Upstream),
+		redis: make(map[string]*redisSource)}
 	if u.log == nil {
 		u.log = zap.NewNop()
 	}
-	if u.client == nil {
-		timeout := cfg.FetchTimeout
-		if timeout == 0 {
-			timeout = 30 * time.Second
+	timeout := cfg.FetchTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	for _, src := range cfg.Sources {
+		if !isRedisSource(src) || u.redis[src] != nil {
+			continue
 		}
+		rs, err := newRedisSource(src, timeout, u.log.With(zap.String("source", sourceLabel(src))))
+		if err != nil {
+			_ = u.Close()
+			return nil, err
+		}
+		u.redis[src] = rs
+	}
+	if u.client == nil {
 		u.client = &http.Client{
 			Timeout: timeout,
 			Transport: &http.Transport{
@@ -105,27 +125,57 @@ func NewUpdater(pool *Pool, cfg UpdaterConfig) (*Updater, error) {
 	return u, nil
 }
 
-// Run reloads at start (unless a Reload already succeeded) and then every
-// Interval until ctx ends, when it returns nil. Each reload's outcome is
-// logged; a failed one keeps the pool as it was.
+// Run reloads at start (unless a Reload already succeeded), then every
+// Interval and whenever a Redis source's channel announces a change, until
+// ctx ends, when it returns nil. Each reload's outcome is logged; a failed
+// one keeps the pool as it was.
 func (u *Updater) Run(ctx context.Context) error {
 	if !u.loaded.Load() {
 		_ = u.Reload(ctx)
 	}
-	if u.cfg.Interval <= 0 {
-		<-ctx.Done()
-		return nil
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	notify := make(chan struct{}, 1)
+	for _, rs := range u.redis {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs.watch(ctx, func() {
+				select {
+				case notify <- struct{}{}:
+				default:
+				}
+			})
+		}()
 	}
-	t := time.NewTicker(u.cfg.Interval)
-	defer t.Stop()
+	var tick <-chan time.Time
+	if u.cfg.Interval > 0 {
+		t := time.NewTicker(u.cfg.Interval)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-tick:
+			_ = u.Reload(ctx)
+		case <-notify:
 			_ = u.Reload(ctx)
 		}
 	}
+}
+
+// Close releases the connections of Redis sources. Reload fails on them
+// afterwards.
+func (u *Updater) Close() error {
+	var errs []error
+	for _, rs := range u.redis {
+		errs = append(errs, rs.store.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Reload reads every source now and publishes the result to the pool

@@ -14,6 +14,7 @@ import (
 type Upstream struct {
 	entry     Entry
 	key       string // entry.String(): identity, holds credentials, never logged
+	id        string // upstreamID(key): identity in a shared store
 	label     string // entry.Redacted()
 	addr      string // host:port when the host has no placeholder
 	basicAuth string // Proxy-Authorization value when credentials have no placeholder
@@ -37,6 +38,8 @@ type Upstream struct {
 	offences   int
 	releasedAt time.Time
 	cause      quarantineCause
+	changedAt  int64 // last health change made or adopted, unix nanoseconds
+	pushed     bool  // that change is in the shared store
 
 	// Measurements (requests and probes).
 	rate          atomic.Uint64 // success-rate EWMA in millionths, plus one; 0: none yet
@@ -62,6 +65,7 @@ type exitRecord struct {
 // NewUpstream returns an upstream for e with zeroed counters, healthy.
 func NewUpstream(e Entry) *Upstream {
 	u := &Upstream{entry: e, key: e.String(), label: e.Redacted(), templated: e.Templated()}
+	u.id = upstreamID(u.key)
 	if e.Scheme != SchemeDirect && !hasPlaceholder(e.Host) {
 		u.addr = e.hostPort()
 	}
@@ -145,16 +149,19 @@ func (u *Upstream) selLatency() time.Duration {
 }
 
 // recordSuccess counts a success; sampled says elapsed measured a fresh
-// establishment (a kept connection handed out again measures nothing).
-func (u *Upstream) recordSuccess(elapsed time.Duration, sampled bool) {
+// establishment (a kept connection handed out again measures nothing). It
+// reports whether the success ended a run of failures.
+func (u *Upstream) recordSuccess(elapsed time.Duration, sampled bool) (hadFailures bool) {
 	u.successes.Add(1)
 	if u.consec.Load() != 0 {
 		u.consec.Store(0)
+		hadFailures = true
 	}
 	u.recordRate(true)
 	if sampled {
 		ewma(&u.latency, int64(elapsed))
 	}
+	return hadFailures
 }
 
 // recordFailure counts a failed attempt by whose fault it was, and reports

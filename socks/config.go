@@ -39,6 +39,13 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Logger receives one Info line "tunnel" per stream. Nil discards.
 	Logger *zap.Logger
+	// Observer is told when each stream starts and how it ended (the
+	// access-log line's fields), for metrics. Nil observes nothing.
+	Observer dial.Observer
+	// Interceptor, if set, is asked about every CONNECT and serves the
+	// streams it takes (TLS interception) instead of a splice to the
+	// target. Nil splices every stream.
+	Interceptor Interceptor
 }
 
 // Validate reports a missing Dialer or a negative duration.

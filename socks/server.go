@@ -59,6 +59,7 @@ func (s *Server) ServeStream(ctx context.Context, conn net.Conn, first byte) {
 	st := &stream{ctx: ctx, conn: conn, start: time.Now()}
 	st.req.Client = conn.RemoteAddr()
 	st.unwatch = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
+	s.opened(first)
 	switch first {
 	case socks5Version:
 		st.req.Protocol = dial.ProtocolSOCKS5
@@ -70,6 +71,7 @@ func (s *Server) ServeStream(ctx context.Context, conn net.Conn, first byte) {
 		st.fail(resultBadRequest, fmt.Errorf("%w: version %#x", errBadRequest, first))
 	}
 	st.unwatch()
+	s.observe(st)
 	s.logAccess(st)
 }
 
@@ -86,6 +88,7 @@ type stream struct {
 	res    relay.Result
 	result string
 	err    error
+	ready  time.Duration // start → outbound ready, 0 if never
 }
 
 // fail records the outcome unless one is already recorded.
@@ -134,8 +137,17 @@ func (s *Server) connect(st *stream, br *bufio.Reader, reply replyFunc) {
 		st.fail(resultCanceled, err)
 		return
 	}
+	if s.intercept(st, br, reply) {
+		return
+	}
 	dctx, cancel := context.WithTimeout(st.ctx, s.cfg.ConnectTimeout)
 	out, err := s.cfg.Dialer.Dial(dctx, &st.req)
+	// A dialer that gave up because the connect deadline passed timed out
+	// (0x04), whatever its error says; its conn deadline may fire a moment
+	// before dctx's own timer.
+	if dl, _ := dctx.Deadline(); err != nil && !time.Now().Before(dl) && dial.Classify(err) != dial.KindTimeout {
+		err = fmt.Errorf("%w: %w", dial.ErrTimeout, err)
+	}
 	cancel()
 	if err != nil {
 		if st.ctx.Err() != nil {
@@ -146,7 +158,7 @@ func (s *Server) connect(st *stream, br *bufio.Reader, reply replyFunc) {
 		_ = reply(err, nil)
 		return
 	}
-	st.out = out
+	st.out, st.ready = out, time.Since(st.start)
 	defer out.Done(false)
 	if err := reply(nil, out.Conn.LocalAddr()); err != nil {
 		st.fail(resultClientClosed, fmt.Errorf("write reply: %w", err))

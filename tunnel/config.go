@@ -20,6 +20,8 @@ const (
 	DefaultMaxConns       = 8192
 	DefaultMaxHeadBytes   = 64 << 10
 
+	DefaultMaxConnsPerClient = 256
+
 	minHeadBytes = 1 << 10
 	maxHeadBytes = 1 << 20
 )
@@ -62,10 +64,20 @@ type Config struct {
 	// them: such a connection is closed without a reply.
 	SOCKS StreamHandler
 
+	// Interceptor, if set, is asked about every CONNECT and serves the
+	// tunnels it takes (TLS interception) instead of a splice to the
+	// target. Nil splices every tunnel.
+	Interceptor Interceptor
+
 	// Logger receives one access-log line (Info, message "tunnel") per
 	// CONNECT tunnel and per forward request, and Debug detail about refused
 	// connections. Nil logs nothing.
 	Logger *zap.Logger
+
+	// Observer is told when each CONNECT tunnel and forward request starts
+	// and how it ended (the access-log line's fields), for metrics. Nil
+	// observes nothing.
+	Observer dial.Observer
 
 	// HeaderTimeout bounds reading a request head, from the first byte a
 	// connection sends (or, on a kept-alive connection, from the first byte
@@ -84,6 +96,15 @@ type Config struct {
 	// over the limit is closed at once, leaving existing ones untouched.
 	// Default 8192.
 	MaxConns int
+
+	// MaxConnsPerClient bounds the connections open at once from one client
+	// IPv4 address or IPv6 /64 (tunnels, kept-alive connections and heads
+	// still being read alike), so that one address cannot take every slot
+	// of MaxConns. A connection over the limit is closed at once, without a
+	// reply. Connections from 127.0.0.1 and ::1, the machine's own clients
+	// (typically one scraper with many workers), are not limited; the rest
+	// of 127.0.0.0/8 is. Default 256.
+	MaxConnsPerClient int
 
 	// MaxHeadBytes bounds a request or response head, request line and
 	// headers included; a larger request gets 400. Default 64 KiB; when set,
@@ -104,6 +125,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative ConnectTimeout %v", ErrInvalidConfig, c.ConnectTimeout)
 	case c.MaxConns < 0:
 		return fmt.Errorf("%w: negative MaxConns %d", ErrInvalidConfig, c.MaxConns)
+	case c.MaxConnsPerClient < 0:
+		return fmt.Errorf("%w: negative MaxConnsPerClient %d", ErrInvalidConfig, c.MaxConnsPerClient)
 	case c.MaxHeadBytes != 0 && (c.MaxHeadBytes < minHeadBytes || c.MaxHeadBytes > maxHeadBytes):
 		return fmt.Errorf("%w: MaxHeadBytes %d outside [%d, %d]", ErrInvalidConfig, c.MaxHeadBytes, minHeadBytes, maxHeadBytes)
 	}
@@ -123,6 +146,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConnsPerClient == 0 {
+		c.MaxConnsPerClient = DefaultMaxConnsPerClient
 	}
 	if c.MaxHeadBytes == 0 {
 		c.MaxHeadBytes = DefaultMaxHeadBytes

@@ -92,7 +92,7 @@ func (c *conn) serveHTTP() {
 	for first := true; ; first = false {
 		if err := c.readRequest(first); err != nil {
 			if errors.Is(err, errBadRequest) {
-				e := accessEntry{proto: dial.ProtocolUnknown, start: time.Now()}
+				e := c.newEntry(dial.ProtocolUnknown)
 				c.fail(&e, err)
 				return
 			}

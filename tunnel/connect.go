@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/hopper-proxy/hopper/dial"
 	"github.com/hopper-proxy/hopper/relay"
@@ -18,7 +17,7 @@ const connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
 // the target, answers 200, writes on any bytes the client sent after its
 // head, and relays the raw connections until both sides are done.
 func (c *conn) serveConnect() {
-	e := accessEntry{proto: dial.ProtocolHTTPConnect, start: time.Now()}
+	e := c.newEntry(dial.ProtocolHTTPConnect)
 	target, err := parseAuthority(c.req.target)
 	if err != nil {
 		c.fail(&e, err)
@@ -29,6 +28,9 @@ func (c *conn) serveConnect() {
 	e.user = id.user
 	if err != nil {
 		c.fail(&e, err)
+		return
+	}
+	if c.intercept(&e, target, id) {
 		return
 	}
 	out, err := c.dial(&dial.Request{
@@ -101,7 +103,7 @@ func (c *conn) dial(req *dial.Request) (*dial.Outbound, error) {
 		err = fmt.Errorf("%w: dialer returned no connection", dial.ErrUpstream)
 	}
 	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && dial.Classify(err) != dial.KindTimeout {
+		if deadlinePassed(ctx) && dial.Classify(err) != dial.KindTimeout {
 			err = fmt.Errorf("%w: %w", dial.ErrTimeout, err)
 		}
 		return nil, err

@@ -25,7 +25,7 @@ var (
 // it on in origin-form and streaming the response back. It reports whether
 // the client connection may carry another request.
 func (c *conn) serveForward() bool {
-	e := accessEntry{proto: dial.ProtocolHTTPForward, start: time.Now()}
+	e := c.newEntry(dial.ProtocolHTTPForward)
 	h := &c.req
 	info, err := analyzeRequest(h)
 	if err != nil {

@@ -21,6 +21,8 @@ type accessEntry struct {
 	status   int   // HTTP status sent to the client, 0 for none
 	result   string
 	err      error
+	ready    time.Duration  // start → outbound ready, 0 if never
+	dials    []dial.Attempt // the dialer's attempts, for the Observer
 }
 
 // noteDialErr records which upstream and attempt a failed dial reached.
@@ -28,6 +30,7 @@ func (e *accessEntry) noteDialErr(err error) {
 	if de, ok := asDialError(err); ok {
 		e.upstream = de.Upstream
 		e.attempts += de.Attempt
+		e.dials = de.Attempts
 	}
 }
 
@@ -35,11 +38,14 @@ func (e *accessEntry) noteDialErr(err error) {
 func (e *accessEntry) noteOutbound(out *dial.Outbound) {
 	e.upstream = out.Upstream
 	e.attempts += len(out.Attempts)
+	e.ready = time.Since(e.start)
+	e.dials = out.Attempts
 }
 
 // logAccess writes e as one Info line with message "tunnel". Errors are
 // rendered with their text, which never holds credentials.
 func (c *conn) logAccess(e *accessEntry) {
+	c.observe(e)
 	ce := c.srv.log.Check(zap.InfoLevel, "tunnel")
 	if ce == nil {
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	nextID    uint64
+	perClient map[netip.Addr]int // open connections per client address
 	shutting  bool
 	done      chan struct{} // closed when Shutdown starts
 	wg        sync.WaitGroup
@@ -166,7 +168,8 @@ func (s *Server) isShutting() bool {
 }
 
 // handle registers rw and starts its goroutine, or closes rw at once when
-// the Server is full or shutting down.
+// the Server is full, rw's client address holds MaxConnsPerClient
+// connections already, or the Server is shutting down.
 func (s *Server) handle(ctx context.Context, rw net.Conn) {
 	s.mu.Lock()
 	if s.shutting || len(s.conns) >= s.cfg.MaxConns {
@@ -177,6 +180,13 @@ func (s *Server) handle(ctx context.Context, rw net.Conn) {
 			s.log.Debug("connection refused: too many connections",
 				zap.Stringer("client", rw.RemoteAddr()), zap.Int("max_conns", s.cfg.MaxConns))
 		}
+		return
+	}
+	if !s.admitClient(rw.RemoteAddr()) {
+		s.mu.Unlock()
+		_ = rw.Close()
+		s.log.Debug("connection refused: too many connections from this client",
+			zap.Stringer("client", rw.RemoteAddr()), zap.Int("max_conns_per_client", s.cfg.MaxConnsPerClient))
 		return
 	}
 	s.nextID++
@@ -192,6 +202,7 @@ func (s *Server) handle(ctx context.Context, rw net.Conn) {
 func (s *Server) release(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.releaseClient(c.rwc.RemoteAddr())
 	s.mu.Unlock()
 	s.wg.Done()
 }

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hopper-proxy/hopper/auth"
+	"github.com/hopper-proxy/hopper/mitm"
 	"github.com/hopper-proxy/hopper/rotate"
 )
 
@@ -24,6 +25,7 @@ import (
 // flag and a YAML key of the same name; flags override the file.
 type serveConfig struct {
 	Listen         string        `yaml:"listen"`
+	Admin          string        `yaml:"admin"`
 	Upstreams      []string      `yaml:"upstreams"`
 	Refresh        time.Duration `yaml:"refresh"`
 	Retries        int           `yaml:"retries"`
@@ -35,6 +37,8 @@ type serveConfig struct {
 	HeaderTimeout  time.Duration `yaml:"header-timeout"`
 	DrainTimeout   time.Duration `yaml:"drain-timeout"`
 	MaxConns       int           `yaml:"max-conns"`
+	// MaxConnsPerClient bounds one client address's connections.
+	MaxConnsPerClient int `yaml:"max-conns-per-client"`
 
 	// Health, probing and sessions (rotate).
 	Policy                  string        `yaml:"policy"`
@@ -45,6 +49,10 @@ type serveConfig struct {
 	Judge                   string        `yaml:"judge"`
 	SessionTTL              time.Duration `yaml:"session-ttl"`
 	MaxQueueWait            time.Duration `yaml:"max-queue-wait"`
+	// Shared state (rotate.Store): memory, or a Redis server shared by
+	// several instances.
+	State       string `yaml:"state"`
+	StatePrefix string `yaml:"state-prefix"`
 	// Pools and Rules route targets to named pools (YAML only).
 	Pools map[string]rotate.PoolSpec `yaml:"pools"`
 	Rules []rotate.Rule              `yaml:"rules"`
@@ -55,6 +63,17 @@ type serveConfig struct {
 	AllowOpen    bool                       `yaml:"allow-open"`
 	AllowPrivate bool                       `yaml:"allow-private"`
 	ACL          map[string]auth.TargetRule `yaml:"acl"`
+
+	// TLS interception (mitm).
+	MITM                bool               `yaml:"mitm"`
+	CADir               string             `yaml:"ca-dir"`
+	Profile             string             `yaml:"profile"`
+	ProfileRules        []mitm.ProfileRule `yaml:"profile-rules"` // YAML only
+	MITMHosts           []string           `yaml:"mitm-hosts"`
+	MITMSkip            []string           `yaml:"mitm-skip"`
+	InsecureOrigin      bool               `yaml:"insecure-origin"`
+	RotateOn429         bool               `yaml:"rotate-on-429"`
+	RotateAfterRequests int                `yaml:"rotate-after-requests"`
 }
 
 // defaultServeConfig is the embedded default: a direct proxy on loopback.
@@ -72,12 +91,16 @@ func defaultServeConfig() serveConfig {
 		DrainTimeout:   15 * time.Second,
 		MaxConns:       8192,
 
+		MaxConnsPerClient: 256,
+
 		Policy:                  "round-robin",
 		FailuresUntilQuarantine: 3,
 		Quarantine:              5 * time.Minute,
 		ProbeInterval:           time.Minute,
 		SessionTTL:              10 * time.Minute,
 		MaxQueueWait:            10 * time.Second,
+		State:                   "memory",
+		StatePrefix:             rotate.DefaultStatePrefix,
 	}
 }
 
@@ -102,6 +125,7 @@ func parseServe(args []string, out io.Writer) (serveConfig, error) {
 	fs.SetOutput(io.Discard)
 	fs.String("config", "", "YAML config file; flags override its keys")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve HTTP and SOCKS on")
+	fs.StringVar(&cfg.Admin, "admin", cfg.Admin, "address of the admin server: metrics, status page, /healthz, /proxy.pac (off when empty; beyond loopback it needs --auth or --users)")
 	fs.Var(&listFlag{list: &cfg.Upstreams}, "upstreams", "upstream list file or http(s) URL (repeatable); none: egress directly")
 	fs.DurationVar(&cfg.Refresh, "refresh", cfg.Refresh, "how often upstream lists are reloaded")
 	fs.IntVar(&cfg.Retries, "retries", cfg.Retries, "further upstreams to try when one fails")
@@ -113,6 +137,7 @@ func parseServe(args []string, out io.Writer) (serveConfig, error) {
 	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", cfg.HeaderTimeout, "limit for a client to send its request head or handshake")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on SIGINT/SIGTERM, how long live tunnels may finish")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "concurrent client connections (0: unlimited)")
+	fs.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", cfg.MaxConnsPerClient, "concurrent connections from one client address, 127.0.0.1 and ::1 exempt (0: unlimited)")
 	fs.StringVar(&cfg.Policy, "policy", cfg.Policy, "round-robin, random, least-latency or weighted")
 	fs.IntVar(&cfg.FailuresUntilQuarantine, "failures-until-quarantine", cfg.FailuresUntilQuarantine, "consecutive failures of an upstream's own that quarantine it")
 	fs.DurationVar(&cfg.Quarantine, "quarantine", cfg.Quarantine, "first quarantine; doubles on repeat offences")
@@ -121,10 +146,20 @@ func parseServe(args []string, out io.Writer) (serveConfig, error) {
 	fs.StringVar(&cfg.Judge, "judge", cfg.Judge, "judge URL (hopper judge) that probes use to learn exit IPs and anonymity")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "how long a sticky session keeps its upstream after last use")
 	fs.DurationVar(&cfg.MaxQueueWait, "max-queue-wait", cfg.MaxQueueWait, "how long a request may wait for an upstream free under min-interval")
+	fs.StringVar(&cfg.State, "state", cfg.State, "memory, or redis://[user:pass@]host:port/db (rediss:// for TLS) to share rotation, health, sessions and reservations with other instances")
+	fs.StringVar(&cfg.StatePrefix, "state-prefix", cfg.StatePrefix, "namespace of this deployment's keys in the shared state")
 	fs.Var(&listFlag{list: &cfg.Auth}, "auth", "user:pass account (repeatable); turns authentication on")
 	fs.StringVar(&cfg.Users, "users", cfg.Users, "htpasswd file with bcrypt accounts (htpasswd -B); reloaded on SIGHUP")
 	fs.BoolVar(&cfg.AllowOpen, "allow-open", cfg.AllowOpen, "allow listening beyond loopback without authentication")
 	fs.BoolVar(&cfg.AllowPrivate, "allow-private", cfg.AllowPrivate, "let clients not on loopback reach private and loopback addresses")
+	fs.BoolVar(&cfg.MITM, "mitm", cfg.MITM, "intercept TLS in CONNECT (and SOCKS to port 443) with hopper's CA and browser identities")
+	fs.StringVar(&cfg.CADir, "ca-dir", cfg.CADir, "directory of the MITM CA made by 'hopper ca init' (default: hopper under the user config dir)")
+	fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "browser identity for intercepted requests: "+strings.Join(mitm.ProfileNames(), ", ")+", or random per identity (default random)")
+	fs.Var(&listFlag{list: &cfg.MITMHosts}, "mitm-hosts", "intercept only hosts matching this glob or /regex/ (repeatable; default every host)")
+	fs.Var(&listFlag{list: &cfg.MITMSkip}, "mitm-skip", "never intercept hosts matching this glob or /regex/ (repeatable)")
+	fs.BoolVar(&cfg.InsecureOrigin, "insecure-origin", cfg.InsecureOrigin, "do not verify origin certificates when intercepting (testing only)")
+	fs.BoolVar(&cfg.RotateOn429, "rotate-on-429", cfg.RotateOn429, "give an (upstream, site) pair a new identity when the site answers 429")
+	fs.IntVar(&cfg.RotateAfterRequests, "rotate-after-requests", cfg.RotateAfterRequests, "give a pair a new identity after this many requests (0: never)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printFlags(out, "hopper serve [flags]", fs)
@@ -194,9 +229,14 @@ func loadYAML(path string, cfg *serveConfig) error {
 	if err != nil {
 		return usagef("--config: %w", err)
 	}
+	return decodeYAML(path, data, cfg)
+}
+
+// decodeYAML is loadYAML for the contents data of the file named path.
+func decodeYAML(path string, data []byte, cfg *serveConfig) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return usagef("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		return yamlSyntaxError(path, data, err)
 	}
 	if len(doc.Content) == 0 {
 		return nil // empty file
@@ -248,6 +288,11 @@ func (c *serveConfig) validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("--listen: %q is not host:port", c.Listen)
 	}
+	if c.Admin != "" {
+		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+			return fmt.Errorf("--admin: %q is not host:port", c.Admin)
+		}
+	}
 	if !contains(logLevels, c.LogLevel) {
 		return fmt.Errorf("--log-level: invalid value %q (allowed: %s)", c.LogLevel, strings.Join(logLevels, ", "))
 	}
@@ -284,6 +329,9 @@ func (c *serveConfig) validate() error {
 			return fmt.Errorf("--auth: want user:pass, got %q without a password", user)
 		}
 	}
+	if err := c.validateState(); err != nil {
+		return err
+	}
 	if len(c.Pools) > 0 && len(c.Upstreams) > 0 {
 		return fmt.Errorf("upstreams: give either --upstreams or a pools: block, not both")
 	}
@@ -303,6 +351,12 @@ func (c *serveConfig) validate() error {
 	}
 	if c.MaxConns < 0 {
 		return fmt.Errorf("--max-conns: must be 0 (unlimited) or more, got %d", c.MaxConns)
+	}
+	if c.MaxConnsPerClient < 0 {
+		return fmt.Errorf("--max-conns-per-client: must be 0 (unlimited) or more, got %d", c.MaxConnsPerClient)
+	}
+	if err := c.validateMITM(); err != nil {
+		return err
 	}
 	if c.Retries < 0 {
 		return fmt.Errorf("--retries: must be 0 or more, got %d", c.Retries)

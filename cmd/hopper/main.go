@@ -31,6 +31,10 @@ const usage = `hopper: a rotating proxy for HTTP, HTTPS and SOCKS
 Usage:
   hopper serve   [flags]    run the proxy (hopper serve --help lists the flags)
   hopper judge   [flags]    echo callers' address and headers as JSON (for probes)
+  hopper check   --upstreams FILE|URL... [flags]
+                            verify upstream lists: exit IP, latency, anonymity
+  hopper ca      init|export [--ca-dir DIR] [--format pem|der]
+                            make or print the CA that --mitm signs with
   hopper version            print the version
 
 With no upstreams hopper egresses directly, as a plain proxy.
@@ -60,12 +64,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "judge":
 		err = judgeCmd(ctx, args[1:], stdout, stderr)
+	case "check":
+		err = checkCmd(ctx, args[1:], stdout, stderr)
+	case "ca":
+		err = caCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "hopper", buildVersion())
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
-		fmt.Fprintf(stderr, "hopper: unknown command %q (commands: serve, judge, version)\n", args[0])
+		fmt.Fprintf(stderr, "hopper: unknown command %q (commands: serve, judge, check, ca, version)\n", args[0])
 		return 2
 	}
 	switch {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -36,6 +37,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usagef("--log-level: %w", err)
 	}
 	defer func() { _ = log.Sync() }()
+	ca, err := loadServeCA(cfg) // before anything starts: --mitm without a CA is a setup error
+	if err != nil {
+		return err
+	}
 
 	accounts, err := auth.New(auth.Config{Static: cfg.Auth, UsersFile: cfg.Users, Logger: log})
 	if err != nil {
@@ -58,11 +63,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usagef("acl: %w", err)
 	}
 	reload := egress.reload
-	egress.reload = func(ctx context.Context) {
-		if err := accounts.Reload(); err != nil {
-			log.Warn("users reload failed; keeping the previous accounts", zap.Error(err))
+	egress.reload = func(ctx context.Context) error {
+		usersErr := accounts.Reload()
+		if usersErr != nil {
+			log.Warn("users reload failed; keeping the previous accounts", zap.Error(usersErr))
 		}
-		reload(ctx)
+		return errors.Join(usersErr, reload(ctx))
+	}
+	metrics := newMetrics(cfg, egress)
+	countReloads(metrics, egress)
+	ic, err := newInterceptor(cfg, ca, dialer, egress, log)
+	if err != nil {
+		return err
 	}
 
 	socksSrv, err := socks.New(socks.Config{
@@ -71,6 +83,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:    cfg.IdleTimeout,
 		ConnectTimeout: cfg.ConnectTimeout,
 		Logger:         log,
+		Observer:       observerOf(metrics),
+		Interceptor:    socksInterceptor(ic),
 	})
 	if err != nil {
 		return err
@@ -79,15 +93,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if maxConns == 0 {
 		maxConns = math.MaxInt32
 	}
+	perClient := cfg.MaxConnsPerClient
+	if perClient == 0 {
+		perClient = math.MaxInt32
+	}
 	srv, err := tunnel.New(tunnel.Config{
 		Dialer:         dialer,
 		Auth:           authn,
 		SOCKS:          socksSrv,
+		Interceptor:    tunnelInterceptor(ic),
 		Logger:         log,
 		HeaderTimeout:  cfg.HeaderTimeout,
 		IdleTimeout:    cfg.IdleTimeout,
 		ConnectTimeout: cfg.ConnectTimeout,
 		MaxConns:       maxConns,
+		Observer:       observerOf(metrics),
+
+		MaxConnsPerClient: perClient,
 	})
 	if err != nil {
 		return err
@@ -102,14 +124,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info("listening", zap.String("addr", ln.Addr().String()),
 		zap.String("proxy", "http://"+ln.Addr().String()),
 		zap.String("serves", "HTTP forward, CONNECT, SOCKS4/4a/5"))
+	ln, adm, err := listenAdmin(ctx, cfg, metrics, ln, authn, caPEMOf(ic), stdout, log)
+	if err != nil {
+		return err
+	}
 
 	// serveCtx outlives the signal context so that live tunnels can drain.
 	serveCtx, cancelServe := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelServe()
 	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return srv.Serve(serveCtx, ln) })
+	if adm != nil {
+		g.Go(func() error { return adm.srv.Serve(serveCtx, adm.ln) })
+	}
 	g.Go(func() error { return egress.run(gctx) })
 	g.Go(func() error { return reloadOnSIGHUP(gctx, egress, log) })
+	g.Go(func() error { return watchRecoveries(gctx, ic, egress.router, 5*time.Second, log) })
 	g.Go(func() error {
 		select {
 		case <-ctx.Done():
@@ -158,7 +188,7 @@ func reloadOnSIGHUP(ctx context.Context, e *egress, log *zap.Logger) error {
 			return nil
 		case <-hup:
 			log.Info("SIGHUP: reloading upstreams and users")
-			e.reload(ctx)
+			_ = e.reload(ctx) // failures are logged where they happen
 		}
 	}
 }
@@ -170,7 +200,7 @@ type egress struct {
 	router *rotate.Router // nil for direct egress
 	close  func()
 	run    func(ctx context.Context) error
-	reload func(ctx context.Context)
+	reload func(ctx context.Context) error
 }
 
 func (e *egress) Close() { e.close() }
@@ -183,15 +213,21 @@ func newEgress(ctx context.Context, cfg serveConfig, log *zap.Logger) (*egress, 
 			dialer: &dial.Direct{Idle: idle},
 			close:  func() { _ = idle.Close() },
 			run:    func(ctx context.Context) error { <-ctx.Done(); return nil },
-			reload: func(context.Context) {},
+			reload: func(context.Context) error { return nil },
 		}, nil
 	}
 	rc, err := routerConfig(cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	store, err := openState(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	rc.Pool.Store = store
 	router, err := rotate.NewRouter(rc)
 	if err != nil {
+		_ = store.Close()
 		return nil, usagef("%w", err)
 	}
 	// Load once before serving so the first client finds the pool; a list
@@ -207,12 +243,14 @@ func newEgress(ctx context.Context, cfg serveConfig, log *zap.Logger) (*egress, 
 	return &egress{
 		dialer: router,
 		router: router,
-		close:  func() { _ = router.Close() },
+		close:  func() { _ = router.Close(); _ = store.Close() },
 		run:    router.Run,
-		reload: func(ctx context.Context) {
-			if err := router.Reload(ctx); err != nil {
+		reload: func(ctx context.Context) error {
+			err := router.Reload(ctx)
+			if err != nil {
 				log.Warn("reload failed; keeping the previous pool", zap.Error(err))
 			}
+			return err
 		},
 	}, nil
 }

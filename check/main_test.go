@@ -1,0 +1,15 @@
+package check
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// go-redis (imported through rotate) starts a process-wide clock
+		// goroutine when first used; it is not ours to stop.
+		goleak.IgnoreTopFunction("github.com/redis/go-redis/v9/internal/pool.startGlobalTimeCache.func1"),
+	)
+}

@@ -1,0 +1,34 @@
+// Package mitm is hopper's optional TLS interception stage: the front ends
+// (tunnel for CONNECT, socks for SOCKS streams to port 443) hand it streams
+// in scope, and it makes every exit look like one consistent browser.
+//
+// It owns:
+//   - the CA (InitCA, LoadCA; ECDSA P-256, key file 0600, never logged) and
+//     its export (CA.PEM, CA.DER, CA.ServeHTTP for /ca.pem);
+//   - leaf certificates minted on demand for the ClientHello's SNI (or the
+//     CONNECT host, or an IP SAN), all sharing one key per process, cached
+//     in a bounded LRU with singleflight;
+//   - the client side: TLS with ALPN h2 and http/1.1, served with
+//     golang.org/x/net/http2 or net/http, bodies streamed both ways,
+//     WebSocket upgrades passed through;
+//   - the origin side: one dial through the dial.Dialer per request (or per
+//     RequestsPerDial requests), so pool rotation applies inside a tunnel;
+//     a uTLS handshake with the identity's ClientHello and full certificate
+//     verification; HTTP/2 when the origin picks it (behind HTTP2Client, so
+//     a browser-exact HTTP/2 client can take x/net's place), else HTTP/1.1;
+//   - identities: a browser Profile (ClientHello plus header bundle) and a
+//     bounded cookie jar per (upstream, site), rotated on 429, after a
+//     number of requests, after repeated 403s, and on ResetUpstream; 429
+//     cools a pair down for Retry-After.
+//
+// It leaves to others: accepting clients, authentication and the reply
+// that opens a tunnel (the front ends, which call Intercept and
+// ServeIntercepted through an interface of their own), how an upstream is
+// chosen and its health (the dial.Dialer: Config.OnBan and ResetUpstream
+// are the hooks to tell it about bans and to hear about recoveries), moving
+// bytes of streams that are not TLS (relay), and flags, files and the admin
+// server (cmd/hopper, which serves CA.ServeHTTP at /ca.pem).
+//
+// Trusting the CA lets hopper read and change every TLS connection a client
+// makes through it; the key never leaves the CA directory.
+package mitm
