@@ -30,13 +30,15 @@ var (
 		[]string{"pool", "upstream", "cause"}, nil)
 	descQuarantines = prometheus.NewDesc("hopper_upstream_quarantines_total",
 		"Times the upstream was put out of service.", []string{"pool", "upstream"}, nil)
+	descStateDegraded = prometheus.NewDesc("hopper_state_degraded",
+		"1 while shared state (--state redis://...) is unreachable and hopper serves from local state.", []string{"backend"}, nil)
 	descLatency = prometheus.NewDesc("hopper_upstream_latency_seconds",
 		"Moving average of the time to establish a connection through the upstream (0 before the first).", []string{"pool", "upstream"}, nil)
 )
 
 // Describe sends the descriptors of every series Collect may send.
 func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range [...]*prometheus.Desc{descPoolSize, descPoolHealthy, descHealthy, descAttempts, descFailures, descQuarantines, descLatency} {
+	for _, d := range [...]*prometheus.Desc{descPoolSize, descPoolHealthy, descHealthy, descAttempts, descFailures, descQuarantines, descLatency, descStateDegraded} {
 		ch <- d
 	}
 }
@@ -45,6 +47,14 @@ func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.src == nil {
 		return
+	}
+	if ss, ok := c.src.(StateSource); ok {
+		h := ss.StateHealth()
+		degraded := 0.0
+		if h.Degraded {
+			degraded = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descStateDegraded, prometheus.GaugeValue, degraded, h.Backend)
 	}
 	for _, ps := range c.src.Status() {
 		ch <- prometheus.MustNewConstMetric(descPoolSize, prometheus.GaugeValue, float64(len(ps.Upstreams)), ps.Name)

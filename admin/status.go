@@ -190,7 +190,31 @@ func (m *Metrics) healthOf(serving func() error, st []rotate.PoolStatus) Health 
 	if len(bad) > 0 {
 		return Health{Reason: "no healthy upstream: " + strings.Join(bad, "; ")}
 	}
-	return Health{OK: true, Reason: fmt.Sprintf("ok: %d of %d upstreams healthy in %d pools", healthy, size, len(st))}
+	return Health{OK: true, Reason: fmt.Sprintf("ok: %d of %d upstreams healthy in %d pools", healthy, size, len(st)) + m.stateNote()}
+}
+
+// StateSource is an UpstreamSource that shares state with other instances
+// (rotate.Router with --state redis://...).
+type StateSource interface {
+	StateHealth() rotate.StoreHealth
+}
+
+// stateNote describes degraded shared state for /healthz. Degraded state
+// does not fail the check: hopper keeps serving from local state.
+func (m *Metrics) stateNote() string {
+	ss, ok := m.cfg.Upstreams.(StateSource)
+	if !ok {
+		return ""
+	}
+	h := ss.StateHealth()
+	if !h.Degraded {
+		return ""
+	}
+	note := fmt.Sprintf("; shared state %s degraded since %s, serving from local state", h.Backend, h.Since.UTC().Format(time.RFC3339))
+	if h.Err != nil {
+		note += ": " + h.Err.Error()
+	}
+	return note
 }
 
 // stats builds the /api/stats body.

@@ -111,6 +111,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	samples := []sample{h.sample("start (idle)")}
+	drops := listenDrops()
 	st := newStats()
 	loadCtx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
@@ -152,6 +153,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	exit := h.stop(15 * time.Second)
 
 	printSummary(out, o, st, samples, ups, h, exit)
+	for _, w := range h.warnings(8) {
+		fmt.Fprintln(out, "  "+w)
+	}
+	if d := listenDrops(); d >= 0 && drops >= 0 {
+		fmt.Fprintf(out, "kernel ListenDrops during the run (whole machine, every listener): %d\n", d-drops)
+	}
 	fmt.Fprintln(out, "hopper's TCP sockets at the idle end:")
 	if len(sockets) == 0 {
 		fmt.Fprintln(out, "  none")
@@ -251,6 +258,9 @@ func printSummary(out io.Writer, o options, st *stats, samples []sample, ups []*
 		fmt.Fprintf(out, "; exit after SIGTERM: %v\n", exit)
 	} else {
 		fmt.Fprintln(out, "; exited cleanly after SIGTERM")
+	}
+	if h.logCount("warn")+h.logCount("error") > 0 {
+		fmt.Fprintln(out, "most frequent log messages:")
 	}
 }
 

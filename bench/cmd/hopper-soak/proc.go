@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,6 +177,29 @@ func (h *hopperProc) kill() {
 func (h *hopperProc) logCount(level string) int {
 	data, _ := os.ReadFile(h.logPath)
 	return bytes.Count(data, []byte(`"level":"`+level+`"`))
+}
+
+// warnings lists hopper's warning and error messages by count, most
+// frequent first, at most n of them.
+func (h *hopperProc) warnings(n int) []string {
+	data, _ := os.ReadFile(h.logPath)
+	counts := map[string]int{}
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		var rec struct{ Level, Msg string }
+		if json.Unmarshal(line, &rec) == nil && (rec.Level == "warn" || rec.Level == "error") {
+			counts[rec.Level+": "+rec.Msg]++
+		}
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return counts[keys[i]] > counts[keys[j]] })
+	var out []string
+	for _, k := range keys[:min(n, len(keys))] {
+		out = append(out, fmt.Sprintf("%6d  %s", counts[k], k))
+	}
+	return out
 }
 
 // panics counts Go panics in hopper's stderr.

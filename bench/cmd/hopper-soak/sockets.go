@@ -102,3 +102,27 @@ func procAddr(s string) string {
 	}
 	return net.JoinHostPort(ip.String(), strconv.Itoa(int(port)))
 }
+
+// listenDrops reads the kernel's count of connections dropped because a
+// listen queue was full (TcpExt ListenDrops), for this network namespace:
+// -1 when unavailable.
+func listenDrops() int64 {
+	data, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return -1
+	}
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != "TcpExt:" || len(values) != len(names) {
+			continue
+		}
+		for j, n := range names {
+			if n == "ListenDrops" {
+				v, _ := strconv.ParseInt(values[j], 10, 64)
+				return v
+			}
+		}
+	}
+	return -1
+}
