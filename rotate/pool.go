@@ -252,7 +252,26 @@ func (p *Pool) dial(ctx context.Context, req *dial.Request, o dialOpts) (*dial.O
 	if caller.Err() != nil {
 		cause = fmt.Errorf("%w: %w", context.Cause(caller), cause)
 	}
-	return nil, &dial.Error{Upstream: last.label, Target: req.Target, Attempt: len(attempts), Err: cause}
+	return nil, &dial.Error{Upstream: last.label, Target: req.Target, Attempt: len(attempts), Err: cause, Attempts: attempts}
+}
+
+// ReportFailure charges the upstream labelled label (Upstream.Label) with a
+// failure of its own that a later stage observed, such as an origin banning
+// its exit (repeated 403s seen by the MITM stage). It counts towards
+// quarantine like a failed dial. It reports whether the pool holds such an
+// upstream.
+func (p *Pool) ReportFailure(ctx context.Context, label string, err error) bool {
+	for _, u := range p.Upstreams() {
+		if u.label != label {
+			continue
+		}
+		if u.recordFailure(err, faultUpstream, p.clock.Now()) {
+			p.sharedFailure(ctx, u)
+			p.charge(u, err)
+		}
+		return true
+	}
+	return false
 }
 
 // callerDone reports that the caller's context has ended or reached its

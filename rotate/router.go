@@ -322,6 +322,18 @@ func (r *Router) Status() []PoolStatus {
 // local state).
 func (r *Router) StateHealth() StoreHealth { return r.store.Health() }
 
+// ReportFailure charges the upstream labelled label, in whichever pool holds
+// it, with a failure of its own seen after the dial (see Pool.ReportFailure).
+func (r *Router) ReportFailure(ctx context.Context, label string, err error) bool {
+	found := false
+	for _, name := range r.names {
+		if r.pools[name].pool.ReportFailure(ctx, label, err) {
+			found = true
+		}
+	}
+	return found
+}
+
 // Close closes every pool's kept connections and updater. A store given in
 // RouterConfig.Pool.Store is its opener's to close.
 func (r *Router) Close() error {

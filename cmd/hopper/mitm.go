@@ -72,7 +72,7 @@ func loadServeCA(cfg serveConfig) (*mitm.CA, error) {
 // returns nil without it (ca nil). Requests inside an intercepted tunnel
 // follow --rotate (with direct egress every dial leaves the same way, so
 // one origin connection serves the whole tunnel).
-func newInterceptor(cfg serveConfig, ca *mitm.CA, d dial.Dialer, e *egress, log *zap.Logger) (*mitm.Interceptor, error) {
+func newInterceptor(ctx context.Context, cfg serveConfig, ca *mitm.CA, d dial.Dialer, e *egress, log *zap.Logger) (*mitm.Interceptor, error) {
 	if ca == nil {
 		return nil, nil
 	}
@@ -81,6 +81,15 @@ func newInterceptor(cfg serveConfig, ca *mitm.CA, d dial.Dialer, e *egress, log 
 	mc.RequestsPerDial = requestsPerDial(cfg.Rotate)
 	if e.router == nil {
 		mc.RequestsPerDial = -1
+	} else {
+		// Repeated 403s from an origin count against the exit, as a failed
+		// dial would: enough of them quarantine it.
+		router := e.router
+		mc.OnBan = func(upstream, site string, err error) {
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			router.ReportFailure(rctx, upstream, fmt.Errorf("banned by %s: %w", site, err))
+		}
 	}
 	ic, err := mitm.New(mc)
 	if err != nil {
