@@ -7,7 +7,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 5s
 
-.PHONY: help run build test test-deps unit fuzz fuzz-short lint bench
+.PHONY: help run build test test-deps unit fuzz fuzz-short lint bench bench-peers bench-go
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,8 +37,14 @@ lint: ## gofmt and go vet (staticcheck too when installed)
 	$(GO) vet ./...
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; fi
 
-bench: ## go benchmarks: hopper against direct connections on loopback
-	$(GO) test -run='^$$' -bench=. -benchtime=2s ./...
+bench: ## hopper against direct (and tinyproxy/dante when installed) on loopback; writes bench/RESULTS.md
+	$(GO) run ./bench/cmd/hopper-bench $(ARGS)
+
+bench-peers: ## install tinyproxy and dante-server so make bench measures them too
+	@bash bench/peers.sh
+
+bench-go: ## Go microbenchmarks (parsers, selector, relay, ...) with direct baselines; compare runs with benchstat
+	$(GO) test -run='^$$' -bench=. -benchtime=1s ./...
 
 .PHONY: soak
 soak: ## 5 minutes of 200 clients churning through faulty upstreams (not in make test)

@@ -17,6 +17,8 @@ type Direct struct {
 	LocalIP net.IP
 	// Idle, if set, keeps forward-request connections for reuse.
 	Idle *IdlePool
+	// Resolver resolves target names; nil means net.DefaultResolver.
+	Resolver *net.Resolver
 }
 
 var _ Dialer = (*Direct)(nil)
@@ -39,7 +41,7 @@ func (d *Direct) Dial(ctx context.Context, req *Request) (*Outbound, error) {
 		}
 	}
 	start := time.Now()
-	c, err := DialTCPGuard(ctx, d.LocalIP, req.Target, req.Guard)
+	c, err := dialTCP(ctx, d.LocalIP, req.Target, req.Guard, d.Resolver)
 	if err != nil {
 		return nil, &Error{Upstream: label, Target: req.Target, Attempt: 1, Err: err}
 	}
@@ -78,7 +80,11 @@ func DialTCP(ctx context.Context, localIP net.IP, target string) (net.Conn, erro
 // DialTCPGuard is DialTCP that lets guard (nil: none) veto each resolved
 // address before connecting to it.
 func DialTCPGuard(ctx context.Context, localIP net.IP, target string, guard func(netip.Addr) error) (net.Conn, error) {
-	d := net.Dialer{KeepAlive: -1}
+	return dialTCP(ctx, localIP, target, guard, nil)
+}
+
+func dialTCP(ctx context.Context, localIP net.IP, target string, guard func(netip.Addr) error, r *net.Resolver) (net.Conn, error) {
+	d := net.Dialer{KeepAlive: -1, Resolver: r}
 	if guard != nil {
 		d.ControlContext = func(_ context.Context, _, address string, _ syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)

@@ -229,7 +229,7 @@ func TestSOCKS5ErrorReplies(t *testing.T) {
 	}{
 		{name: "closed port", dialer: &dial.Direct{}, target: closedPort(t), code: 0x05, result: "refused"},
 		// Resolution fails or, with no usable resolver, times out: 0x04 either way.
-		{name: "unresolvable", dialer: &dial.Direct{}, target: "nonexistent.invalid:80", timeout: 2 * time.Second, code: 0x04},
+		{name: "unresolvable", dialer: &dial.Direct{Resolver: noDNS}, target: "nonexistent.invalid:80", timeout: 2 * time.Second, code: 0x04},
 		{name: "timeout", dialer: blocking, target: "192.0.2.1:80", timeout: 50 * time.Millisecond, code: 0x04, result: "timeout"},
 		{name: "no upstream", dialer: failing(dial.ErrNoUpstream), target: "example.com:443", code: 0x01, result: "no-upstream"},
 		{name: "denied", dialer: failing(dial.ErrDenied), target: "example.com:443", code: 0x02, result: "denied"},

@@ -270,7 +270,7 @@ func TestConnectErrors(t *testing.T) {
 		result      string
 	}{
 		{"closed port", &dial.Direct{}, closedPort(t), 502, "upstream-failed", "connection refused", "refused"},
-		{"unresolvable", &dial.Direct{}, "nonexistent.invalid:443", 502, "upstream-failed", "nonexistent.invalid:443", "unreachable"},
+		{"unresolvable", &dial.Direct{Resolver: noDNS}, "nonexistent.invalid:443", 502, "upstream-failed", "nonexistent.invalid:443", "unreachable"},
 		{"timeout", blocking, "example.com:443", 504, "timeout", "timed out", "timeout"},
 		{"no upstream", sentinel(dial.ErrNoUpstream), "example.com:443", 503, "no-upstream", "no upstream", "no-upstream"},
 		{"denied", sentinel(dial.ErrDenied), "example.com:443", 403, "", "denied", "denied"},

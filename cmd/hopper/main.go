@@ -34,6 +34,7 @@ Usage:
   hopper check   --upstreams FILE|URL... [flags]
                             verify upstream lists: exit IP, latency, anonymity
   hopper ca      init|export [--ca-dir DIR] [--format pem|der]
+  hopper bench   [flags]    measure this binary against direct connections (and peers) on loopback
                             make or print the CA that --mitm signs with
   hopper version            print the version
 
@@ -68,12 +69,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = checkCmd(ctx, args[1:], stdout, stderr)
 	case "ca":
 		err = caCmd(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "hopper", buildVersion())
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
-		fmt.Fprintf(stderr, "hopper: unknown command %q (commands: serve, judge, check, ca, version)\n", args[0])
+		fmt.Fprintf(stderr, "hopper: unknown command %q (commands: serve, check, judge, ca, bench, version)\n", args[0])
 		return 2
 	}
 	switch {

@@ -37,6 +37,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usagef("--log-level: %w", err)
 	}
 	defer func() { _ = log.Sync() }()
+	if path := os.Getenv("HOPPER_CPUPROFILE"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return fmt.Errorf("HOPPER_CPUPROFILE: %w", err)
+		}
+		defer stop()
+		log.Info("writing CPU profile", zap.String("path", path))
+	}
 	ca, err := loadServeCA(cfg) // before anything starts: --mitm without a CA is a setup error
 	if err != nil {
 		return err
