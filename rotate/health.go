@@ -1,7 +1,6 @@
 package rotate
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -189,5 +188,3 @@ func (p *Pool) noUpstream() error {
 	return dial.ErrNoUpstream
 }
 
-// isNoUpstream reports an error that means nothing could be picked.
-func isNoUpstream(err error) bool { return errors.Is(err, dial.ErrNoUpstream) }

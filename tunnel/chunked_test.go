@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"bytes"
-	"fmt"
 	"net/http/httputil"
 	"testing"
 
@@ -124,7 +123,7 @@ func FuzzChunkScanner(f *testing.F) {
 			total, d = n1+n2, done2
 		}
 		if total != n || d != done {
-			t.Fatal(fmt.Sprintf("whole (%d,%v) split at %d (%d,%v)", n, done, k, total, d))
+			t.Fatalf("whole (%d,%v) split at %d (%d,%v)", n, done, k, total, d)
 		}
 	})
 }

@@ -18,7 +18,6 @@ const maxReuseRetries = 3
 
 var (
 	errUnexpected101 = fmt.Errorf("%w: 101 Switching Protocols without a WebSocket upgrade", errBadResponse)
-	errBodyAborted   = errors.New("request body abandoned after the response")
 )
 
 // serveForward serves one absolute-URI request (RFC 9112 §3.2.2) by sending
