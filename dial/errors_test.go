@@ -6,6 +6,7 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -55,4 +56,23 @@ func TestDirectDialRefusedAndLocalIP(t *testing.T) {
 
 	_, err = d.Dial(context.Background(), &Request{Target: addr})
 	assert.Equal(t, KindRefused, Classify(err), "%v", err)
+}
+
+func TestIdlePoolSweepsForgottenKeys(t *testing.T) {
+	p := &IdlePool{MaxAge: 20 * time.Millisecond}
+	a1, a2 := net.Pipe()
+	defer a2.Close()
+	p.Put("forgotten", a1)
+	time.Sleep(30 * time.Millisecond)
+	b1, b2 := net.Pipe()
+	defer b2.Close()
+	p.Put("other", b1) // sweeps: "forgotten" has outlived MaxAge
+	p.mu.Lock()
+	_, kept := p.idle["forgotten"]
+	p.mu.Unlock()
+	assert.False(t, kept, "expired key swept on Put")
+	_, err := a1.Write([]byte("x"))
+	assert.Error(t, err, "swept connection is closed")
+	assert.Equal(t, b1, p.Get("other"))
+	assert.NoError(t, p.Close())
 }

@@ -15,9 +15,10 @@ type IdlePool struct {
 	// MaxAge closes connections idle for longer (default 60s).
 	MaxAge time.Duration
 
-	mu     sync.Mutex
-	idle   map[string][]idleConn
-	closed bool
+	mu        sync.Mutex
+	idle      map[string][]idleConn
+	closed    bool
+	lastSweep time.Time
 }
 
 type idleConn struct {
@@ -27,10 +28,7 @@ type idleConn struct {
 
 // Get returns an idle connection for key, or nil.
 func (p *IdlePool) Get(key string) net.Conn {
-	maxAge := p.MaxAge
-	if maxAge <= 0 {
-		maxAge = 60 * time.Second
-	}
+	maxAge := p.maxAge()
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -72,12 +70,43 @@ func (p *IdlePool) Put(key string, c net.Conn) {
 	if p.idle == nil {
 		p.idle = make(map[string][]idleConn)
 	}
+	now := time.Now()
+	if now.Sub(p.lastSweep) > p.maxAge()/2 {
+		p.sweepLocked(now)
+	}
 	list := p.idle[key]
 	if len(list) >= max {
 		_ = list[0].c.Close()
 		list = append(list[:0], list[1:]...)
 	}
-	p.idle[key] = append(list, idleConn{c: c, since: time.Now()})
+	p.idle[key] = append(list, idleConn{c: c, since: now})
+}
+
+func (p *IdlePool) maxAge() time.Duration {
+	if p.MaxAge <= 0 {
+		return 60 * time.Second
+	}
+	return p.MaxAge
+}
+
+// sweepLocked closes connections idle past MaxAge under every key, so keys
+// nobody asks for again (an upstream dropped from the list, a target never
+// revisited) do not keep theirs until exit. Put runs it at most twice per
+// MaxAge, so no goroutine is needed.
+func (p *IdlePool) sweepLocked(now time.Time) {
+	p.lastSweep = now
+	maxAge := p.maxAge()
+	for k, list := range p.idle {
+		kept := list[:0]
+		for _, ic := range list {
+			if now.Sub(ic.since) < maxAge {
+				kept = append(kept, ic)
+			} else {
+				_ = ic.c.Close()
+			}
+		}
+		p.store(k, kept)
+	}
 }
 
 // Close closes every idle connection; later Puts close theirs at once.
