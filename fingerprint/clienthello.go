@@ -8,15 +8,15 @@ import (
 
 // TLS constants used by the parsers (RFC 8446).
 const (
-	recordTypeHandshake = 0x16
+	recordTypeHandshake  = 0x16
 	handshakeClientHello = 0x01
 	recordHeaderLen      = 5
 	maxRecordPayload     = 16384 + 2048 // TLSCiphertext limit; a ClientHello is plaintext, but be lenient
 
 	// MaxClientHello bounds the handshake message ExtractClientHello
 	// accepts; real ones are under 2 KiB (8 KiB with large post-quantum
-	// key shares).
-	MaxClientHello = 64 << 10
+	// key shares), and any fits one record's 16-bit length.
+	MaxClientHello = 32 << 10
 )
 
 // Extension types the fingerprints single out.
@@ -100,7 +100,7 @@ func ExtractClientHello(b []byte) (msg []byte, recordVersion uint16, n int, err 
 			if hs[0] != handshakeClientHello {
 				return nil, 0, 0, ErrNotClientHello
 			}
-			need = 4 + int(hs[1])<<16 | int(hs[2])<<8 | int(hs[3])
+			need = 4 + (int(hs[1])<<16 | int(hs[2])<<8 | int(hs[3]))
 			if need > MaxClientHello {
 				return nil, 0, 0, ErrTooLarge
 			}

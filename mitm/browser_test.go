@@ -2,6 +2,7 @@ package mitm
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"html"
 	"net"
@@ -15,6 +16,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/judge"
 )
 
 // page is an origin page that shows what the origin saw.
@@ -87,4 +91,68 @@ func TestChromiumLoadsAPageThroughHopper(t *testing.T) {
 	require.NotEmpty(t, hellos)
 	got := summarize(hellos[0].Ciphers, hellos[0].Extensions, hellos[0].ALPN)
 	assert.Equal(t, expectedHello(t, firefox.HelloID).Ciphers, got.Ciphers, "the origin saw Firefox's ClientHello, not Chromium's")
+}
+
+// chromiumReport loads url in headless Chromium (trusting the NSS database
+// under home, through proxy unless it is empty) and decodes the judge's
+// report from the page.
+func chromiumReport(t *testing.T, home, proxy, url string, extra ...string) judge.Report {
+	t.Helper()
+	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir=" + t.TempDir(), "--host-resolver-rules=MAP shop.example 127.0.0.1"}
+	if proxy != "" {
+		args = append(args, "--proxy-server=http://"+proxy, "--proxy-bypass-list=<-loopback>")
+	}
+	args = append(append(args, extra...), "--dump-dom", url)
+	out := run(t, []string{"HOME=" + home}, "chromium", args...)
+	start, end := strings.Index(out, "{"), strings.LastIndex(out, "}")
+	require.True(t, start >= 0 && end > start, "no report in:\n%s", out)
+	var rep judge.Report
+	require.NoError(t, json.Unmarshal([]byte(html.UnescapeString(out[start:end+1])), &rep), "%s", out)
+	return rep
+}
+
+// nssHome makes a HOME whose NSS database trusts the PEM certificates.
+func nssHome(t *testing.T, pems ...[]byte) string {
+	t.Helper()
+	tmp := t.TempDir()
+	home := filepath.Join(tmp, "home")
+	nssdb := filepath.Join(home, ".pki", "nssdb")
+	require.NoError(t, os.MkdirAll(nssdb, 0o700))
+	run(t, nil, "certutil", "-d", "sql:"+nssdb, "-N", "--empty-password")
+	for i, p := range pems {
+		f := writeFile(t, tmp, fmt.Sprintf("ca%d.pem", i), p)
+		run(t, nil, "certutil", "-d", "sql:"+nssdb, "-A", "-t", "C,,", "-n", fmt.Sprintf("ca%d", i), "-i", f)
+	}
+	return home
+}
+
+// A real browser behind hopper in mirror mode keeps its own fingerprint:
+// the judge sees the same JA4, HTTP/2 fingerprint and header order from
+// Chromium through hopper as from Chromium straight.
+func TestChromiumKeepsItsFingerprintInMirrorMode(t *testing.T) {
+	pki := newOriginPKI(t, testNames...)
+	w, judgeAddr := newJudgeWorld(t, pki, nil, func(c *Config) { c.Profile = ProfileMirror })
+	home := nssHome(t, w.ca.PEM(), pki.pem)
+	_, port, err := net.SplitHostPort(judgeAddr)
+	require.NoError(t, err)
+	url := "https://shop.example:" + port + "/"
+
+	direct := chromiumReport(t, home, "", url)
+	via := chromiumReport(t, home, w.fe.ln.Addr().String(), url)
+	reqs := w.dialer.Requests()
+	require.NotEmpty(t, reqs, "the second visit went through hopper")
+	assert.Equal(t, dial.ProtocolMITM, reqs[0].Protocol, "and was intercepted")
+	require.NotNil(t, direct.TLS)
+	require.NotNil(t, via.TLS)
+	t.Logf("Chromium: JA4 %s, HTTP/2 %s", direct.TLS.JA4, direct.HTTP2.Akamai)
+	assert.Equal(t, direct.TLS.JA4, via.TLS.JA4, "JA4 through hopper")
+	assert.Equal(t, direct.TLS.JA4R, via.TLS.JA4R)
+	require.NotNil(t, direct.HTTP2)
+	require.NotNil(t, via.HTTP2)
+	assert.Equal(t, direct.HTTP2.Akamai, via.HTTP2.Akamai, "HTTP/2 fingerprint through hopper")
+	assert.Equal(t, direct.HTTP2.HeadersPriority, via.HTTP2.HeadersPriority)
+	assert.Equal(t, direct.HeaderOrder, via.HeaderOrder, "header order through hopper")
+	assert.Equal(t, direct.Headers["User-Agent"], via.Headers["User-Agent"])
 }

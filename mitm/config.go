@@ -29,6 +29,14 @@ const (
 // identity a profile drawn at random from the built-in ones.
 const ProfileRandom = "random"
 
+// ProfileMirror as Config.Profile (or a rule's) makes every request leave
+// with the fingerprint of the client that sent it: its own ClientHello
+// (copied with uTLS's Fingerprinter from the bytes it sent hopper), its own
+// HTTP/2 preface, pseudo-header order and priorities, and its own headers
+// in its own order. Identities still rotate per exit and keep their cookie
+// jars; only the browser is the client's.
+const ProfileMirror = "mirror"
+
 // ErrInvalidConfig is wrapped by every error Config.Validate and New return.
 var ErrInvalidConfig = errors.New("invalid mitm config")
 
@@ -51,8 +59,9 @@ type Config struct {
 	Logger *zap.Logger
 
 	// Profile names the browser identity every new identity takes: a name
-	// from Profiles() ("chrome", "firefox", "safari", "edge", "ios"), or ""
-	// or "random" for a random built-in profile per identity.
+	// from Profiles() ("chrome", "firefox", "safari", "edge", "ios"), ""
+	// or "random" for a random built-in profile per identity, or "mirror"
+	// for the client's own fingerprint (ProfileMirror).
 	Profile string
 	// ProfileRules override Profile for the target hosts they match; the
 	// first match wins. Each rule's Profile may also be "random".
@@ -113,7 +122,8 @@ type Config struct {
 	PassClientCookies bool
 
 	// HTTP2 starts HTTP/2 on origin connections whose ALPN selected h2. Nil
-	// uses golang.org/x/net/http2.
+	// uses hopper's own client, which sends the profile's connection
+	// preface, pseudo-header order, header order and priorities.
 	HTTP2 HTTP2Client
 
 	// ConnectTimeout bounds each dial plus origin TLS handshake (default

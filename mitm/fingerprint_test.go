@@ -3,20 +3,18 @@ package mitm
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	utls "github.com/refraction-networking/utls"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/hopper-proxy/hopper/fingerprint"
 )
 
 // helloSummary is the part of a ClientHello a fingerprint (JA3/JA4) is made
@@ -29,94 +27,22 @@ type helloSummary struct {
 	ALPN       []string
 }
 
-func isGREASE(v uint16) bool { return v&0x0f0f == 0x0a0a && v>>8 == v&0xff }
-
 const extPadding = 21
 
 func summarize(ciphers, exts []uint16, alpn []string) helloSummary {
 	s := helloSummary{ALPN: alpn}
 	for _, c := range ciphers {
-		if !isGREASE(c) {
+		if !fingerprint.IsGREASE(c) {
 			s.Ciphers = append(s.Ciphers, c)
 		}
 	}
 	for _, e := range exts {
-		if !isGREASE(e) && e != extPadding {
+		if !fingerprint.IsGREASE(e) && e != extPadding {
 			s.Extensions = append(s.Extensions, e)
 		}
 	}
 	slices.Sort(s.Extensions)
 	return s
-}
-
-var errShortHello = errors.New("short ClientHello")
-
-// parseClientHello reads a ClientHello handshake message (RFC 8446 §4.1.2,
-// without the record header): its cipher suites, extension types in order
-// and ALPN protocols.
-func parseClientHello(msg []byte) (ciphers, exts []uint16, alpn []string, err error) {
-	b := msg
-	take := func(n int) []byte {
-		if err != nil || len(b) < n {
-			err = errShortHello
-			return nil
-		}
-		v := b[:n]
-		b = b[n:]
-		return v
-	}
-	u8 := func() int {
-		v := take(1)
-		if v == nil {
-			return 0
-		}
-		return int(v[0])
-	}
-	u16 := func() int {
-		v := take(2)
-		if v == nil {
-			return 0
-		}
-		return int(binary.BigEndian.Uint16(v))
-	}
-	if u8() != 1 {
-		return nil, nil, nil, fmt.Errorf("not a ClientHello")
-	}
-	take(3)  // length
-	take(2)  // legacy version
-	take(32) // random
-	take(u8())
-	cs := take(u16())
-	for i := 0; i+1 < len(cs); i += 2 {
-		ciphers = append(ciphers, binary.BigEndian.Uint16(cs[i:]))
-	}
-	take(u8()) // compression methods
-	if len(b) == 0 || err != nil {
-		return ciphers, nil, nil, err
-	}
-	extBytes := take(u16())
-	for len(extBytes) >= 4 && err == nil {
-		typ := binary.BigEndian.Uint16(extBytes)
-		n := int(binary.BigEndian.Uint16(extBytes[2:]))
-		if len(extBytes) < 4+n {
-			return nil, nil, nil, errShortHello
-		}
-		data := extBytes[4 : 4+n]
-		extBytes = extBytes[4+n:]
-		exts = append(exts, typ)
-		if typ == 16 && len(data) >= 2 { // ALPN
-			list := data[2:]
-			for len(list) > 0 {
-				l := int(list[0])
-				if len(list) < 1+l {
-					return nil, nil, nil, errShortHello
-				}
-				alpn = append(alpn, string(list[1:1+l]))
-				list = list[1+l:]
-			}
-		}
-	}
-	return ciphers, exts, alpn, err
 }
 
 // expectedHello builds the ClientHello uTLS sends for id and summarizes it.
@@ -127,9 +53,9 @@ func expectedHello(t testing.TB, id utls.ClientHelloID) helloSummary {
 	defer b.Close()
 	uc := utls.UClient(a, &utls.Config{ServerName: "shop.example"}, id)
 	require.NoError(t, uc.BuildHandshakeState())
-	c, e, alpn, err := parseClientHello(uc.HandshakeState.Hello.Raw)
+	h, err := fingerprint.ParseClientHello(uc.HandshakeState.Hello.Raw)
 	require.NoError(t, err)
-	return summarize(c, e, alpn)
+	return summarize(h.CipherSuites, h.Extensions, h.ALPN)
 }
 
 func TestOriginSeesTheProfilesClientHello(t *testing.T) {
@@ -196,41 +122,11 @@ func referenceHellos(t *testing.T, pki *originPKI) (goHello, curlHello helloSumm
 		summarize(hellos[1].Ciphers, hellos[1].Extensions, hellos[1].ALPN)
 }
 
-func TestParseClientHelloRoundTrip(t *testing.T) {
+func TestEveryProfileOffersH2AndHTTP1(t *testing.T) {
 	for _, p := range Profiles() {
 		s := expectedHello(t, p.HelloID)
 		assert.NotEmpty(t, s.Ciphers, p.Name)
 		assert.NotEmpty(t, s.Extensions, p.Name)
 		assert.Equal(t, []string{"h2", "http/1.1"}, s.ALPN, p.Name)
 	}
-	_, _, _, err := parseClientHello([]byte{1, 0, 0})
-	require.ErrorIs(t, err, errShortHello)
-}
-
-func FuzzParseClientHello(f *testing.F) {
-	for _, p := range Profiles() {
-		a, b := net.Pipe()
-		uc := utls.UClient(a, &utls.Config{ServerName: "x.example"}, p.HelloID)
-		if err := uc.BuildHandshakeState(); err == nil {
-			f.Add(uc.HandshakeState.Hello.Raw)
-		}
-		a.Close()
-		b.Close()
-	}
-	f.Add([]byte{1, 0, 0, 4, 3, 3})
-	f.Fuzz(func(t *testing.T, msg []byte) {
-		ciphers, exts, alpn, err := parseClientHello(msg)
-		if err != nil {
-			return
-		}
-		// Every value parsed came from inside the message.
-		if 2*len(ciphers)+4*len(exts) > len(msg) {
-			t.Fatalf("parsed more than the message holds")
-		}
-		for _, a := range alpn {
-			if !strings.Contains(string(msg), a) {
-				t.Fatalf("ALPN %q not in the message", a)
-			}
-		}
-	})
 }

@@ -23,18 +23,19 @@ var errConnBusy = errors.New("origin connection busy")
 // turns the connection into the response body (an io.ReadWriteCloser), which
 // is how httputil.ReverseProxy passes an upgrade through.
 type h1Conn struct {
-	conn net.Conn
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	idle time.Duration
+	conn    net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	idle    time.Duration
+	profile *Profile // writes the fields in its browser's order
 
 	mu     sync.Mutex
 	busy   bool
 	broken bool
 }
 
-func newH1Conn(conn net.Conn, idle time.Duration) *h1Conn {
-	return &h1Conn{conn: conn, br: bufio.NewReaderSize(conn, 16<<10), bw: bufio.NewWriterSize(conn, 16<<10), idle: idle}
+func newH1Conn(conn net.Conn, idle time.Duration, p *Profile) *h1Conn {
+	return &h1Conn{conn: conn, br: bufio.NewReaderSize(conn, 16<<10), bw: bufio.NewWriterSize(conn, 16<<10), idle: idle, profile: p}
 }
 
 func (c *h1Conn) CanTakeRequest() bool {
@@ -93,7 +94,7 @@ func (c *h1Conn) exchange(req *http.Request) (*http.Response, error) {
 	if c.idle > 0 {
 		_ = c.conn.SetDeadline(time.Now().Add(c.idle))
 	}
-	if err := req.Write(c.bw); err != nil {
+	if err := writeRequestH1(c.bw, req, c.profile); err != nil {
 		return nil, fmt.Errorf("writing request: %w", err)
 	}
 	if err := c.bw.Flush(); err != nil {

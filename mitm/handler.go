@@ -87,7 +87,13 @@ func (s *session) handler() http.Handler {
 				panic(p)
 			}
 		}()
-		rp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+		ctx := context.WithValue(r.Context(), infoKey{}, info)
+		if s.mirror != nil {
+			if head := s.mirror.claim(r); head != nil {
+				ctx = withClientHead(ctx, head)
+			}
+		}
+		rp.ServeHTTP(cw, r.WithContext(ctx))
 	})
 }
 

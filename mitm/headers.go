@@ -21,12 +21,18 @@ import (
 //   - every other header is kept as the client sent it.
 //
 // Header names are stored as the profile spells them (sec-ch-ua in lower
-// case, like Chromium), replacing any spelling the client used.
-func applyProfile(h http.Header, p *Profile, method string) {
+// case, like Chromium), replacing any spelling the client used. Headers the
+// browser sends over HTTP/2 only are left out when h2 is false. The mirror
+// profile keeps every header of the client's but hopper's and the proxy's:
+// the client is the browser.
+func applyProfile(h http.Header, p *Profile, method string, h2 bool) {
 	for k := range h {
-		if hasPrefixFold(k, "Hopper-") || hasPrefixFold(k, "Proxy-") || hasPrefixFold(k, "Sec-Ch-") {
+		if hasPrefixFold(k, "Hopper-") || hasPrefixFold(k, "Proxy-") || (!p.mirror && hasPrefixFold(k, "Sec-Ch-")) {
 			delete(h, k)
 		}
+	}
+	if p.mirror {
+		return
 	}
 	browserFetch := h.Get("Sec-Fetch-Mode") != ""
 	navigation := !browserFetch && (method == http.MethodGet || method == http.MethodHead || method == "")
@@ -34,6 +40,9 @@ func applyProfile(h http.Header, p *Profile, method string) {
 	for _, ph := range p.Headers {
 		if hasPrefixFold(ph.Name, "Sec-Fetch-") {
 			sendsFetchMeta = true
+		}
+		if ph.HTTP2Only && !h2 {
+			continue
 		}
 		if !ph.Navigation {
 			setExact(h, ph.Name, ph.Value)

@@ -62,7 +62,7 @@ func TestApplyProfile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := tc.in.Clone()
-			applyProfile(h, profile(t, tc.profile), tc.method)
+			applyProfile(h, profile(t, tc.profile), tc.method, true)
 			for k, v := range tc.want {
 				assert.Equal(t, v, headerFold(h, k), "%s", k)
 			}
@@ -85,7 +85,7 @@ func headerFold(h http.Header, name string) string {
 
 func TestApplyProfileKeepsBrowserSpelling(t *testing.T) {
 	h := http.Header{"Sec-Ch-Ua": {"x"}}
-	applyProfile(h, profile(t, "chrome"), "GET")
+	applyProfile(h, profile(t, "chrome"), "GET", true)
 	assert.Contains(t, h, "sec-ch-ua", "stored as Chromium spells it")
 	assert.NotContains(t, h, "Sec-Ch-Ua")
 	n := 0
@@ -119,7 +119,7 @@ func FuzzApplyProfile(f *testing.F) {
 			h := http.Header{}
 			h[k1] = []string{v1}
 			h[k2] = []string{v2}
-			applyProfile(h, &ps[i], method)
+			applyProfile(h, &ps[i], method, true)
 			if got := h.Get("User-Agent"); got != ps[i].Header("User-Agent") {
 				t.Fatalf("%s: User-Agent %q", ps[i].Name, got)
 			}

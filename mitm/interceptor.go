@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 
 	"go.uber.org/zap"
-	"golang.org/x/net/http2"
 
 	"github.com/hopper-proxy/hopper/dial"
 )
@@ -28,17 +27,17 @@ const connIDBase = 1 << 62
 // is safe for concurrent use; it starts no goroutine of its own outside
 // ServeIntercepted, which waits for everything it starts.
 type Interceptor struct {
-	cfg    Config
-	scope  scope
-	log    *zap.Logger
-	stdlog *log.Logger
-	leaves *leafCache
-	store  *identityStore
-	h2     HTTP2Client
-	h2srv  *http2.Server
-	tlsCfg *tls.Config
-	conns  atomic.Uint64
-	bufs   bufferPool
+	cfg     Config
+	scope   scope
+	log     *zap.Logger
+	stdlog  *log.Logger
+	leaves  *leafCache
+	store   *identityStore
+	h2      HTTP2Client
+	mirrors bool // some identity may take the mirror profile
+	tlsCfg  *tls.Config
+	conns   atomic.Uint64
+	bufs    bufferPool
 }
 
 // New validates cfg and returns an Interceptor.
@@ -57,11 +56,11 @@ func New(cfg Config) (*Interceptor, error) {
 	}
 	chooser := comp.profiles
 	ic.store = newIdentityStore(&ic.cfg, &chooser)
+	ic.mirrors = chooser.mirrors()
 	ic.h2 = cfg.HTTP2
 	if ic.h2 == nil {
-		ic.h2 = newXNetHTTP2(cfg.IdleTimeout)
+		ic.h2 = newH2Client(cfg.IdleTimeout)
 	}
-	ic.h2srv = &http2.Server{MaxConcurrentStreams: 100, IdleTimeout: cfg.IdleTimeout}
 	ic.tlsCfg = &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		NextProtos:     []string{"h2", "http/1.1"},
@@ -123,6 +122,17 @@ func (ic *Interceptor) ServeIntercepted(ctx context.Context, conn net.Conn, earl
 		return ic.passthrough(ctx, cc, req)
 	}
 
+	var mirror *mirrorState
+	if ic.mirrors {
+		// The mirror profile copies this ClientHello: read all of it
+		// before the TLS server consumes it.
+		hello, err := cc.readClientHello(ic.cfg.HandshakeTimeout)
+		if err != nil {
+			up, down := cc.counts()
+			return up, down, fmt.Errorf("client TLS handshake: reading the ClientHello: %w", err)
+		}
+		mirror = &mirrorState{hello: hello}
+	}
 	tc := tls.Server(cc, ic.tlsCfg)
 	hctx, cancel := context.WithTimeout(ctx, ic.cfg.HandshakeTimeout)
 	err = tc.HandshakeContext(hctx)
@@ -134,11 +144,12 @@ func (ic *Interceptor) ServeIntercepted(ctx context.Context, conn net.Conn, earl
 	st := tc.ConnectionState()
 	s := ic.newSession(req, st.ServerName, cc.host)
 	defer s.close()
-	if st.NegotiatedProtocol == "h2" {
-		ic.h2srv.ServeConn(tc, &http2.ServeConnOpts{Context: ctx, Handler: s.handler(), BaseConfig: ic.baseServer(ctx)})
-	} else {
-		ic.serveHTTP1(ctx, tc, s)
+	var served net.Conn = tc
+	if mirror != nil {
+		served = mirror.tee(tc, st.NegotiatedProtocol == "h2")
+		s.mirror = mirror
 	}
+	ic.serveClient(ctx, served, s)
 	s.handlers.closeAndWait()
 	up, down = cc.counts()
 	return up, down, nil

@@ -146,3 +146,48 @@ func validCertHost(host string) bool {
 	}
 	return true
 }
+
+// IssueLeaf signs a certificate for names (host names or IP literals) with
+// a key of its own, valid like the leaves intercepted clients see (a year,
+// never past the CA's end). It is for servers hopper runs itself, such as
+// the judge's TLS port; interception mints through its own cache.
+func (ca *CA) IssueLeaf(now time.Time, names ...string) (*tls.Certificate, error) {
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%w: no name", ErrBadHost)
+	}
+	c, err := newLeafCache(ca, 1)
+	if err != nil {
+		return nil, err
+	}
+	c.now = func() time.Time { return now }
+	cert, err := c.mint(normalizeHost(names[0]))
+	if err != nil || len(names) == 1 {
+		return cert, err
+	}
+	// Re-sign with every name: mint covers one.
+	tmpl := *cert.Leaf
+	tmpl.DNSNames, tmpl.IPAddresses = nil, nil
+	for _, n := range names {
+		n = normalizeHost(n)
+		if !validCertHost(n) {
+			return nil, fmt.Errorf("%w: %q", ErrBadHost, n)
+		}
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	if tmpl.SerialNumber, err = randomSerial(); err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, ca.cert, c.key.Public(), ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("signing leaf for %v: %w", names, err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing leaf for %v: %w", names, err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: c.key, Leaf: leaf}, nil
+}

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"time"
 
 	utls "github.com/refraction-networking/utls"
-	"golang.org/x/net/http2"
 )
 
 // ErrOriginCertificate is wrapped when the origin's certificate does not
@@ -47,46 +45,14 @@ type HTTP2ClientFunc func(conn net.Conn, p *Profile) (OriginConn, error)
 // NewConn calls f.
 func (f HTTP2ClientFunc) NewConn(conn net.Conn, p *Profile) (OriginConn, error) { return f(conn, p) }
 
-// xnetHTTP2 is the default HTTP2Client: golang.org/x/net/http2's ClientConn.
-// Its SETTINGS, window sizes and pseudo-header order are Go's, not the
-// browser's.
-type xnetHTTP2 struct{ t *http2.Transport }
+var _ OriginConn = (*h1Conn)(nil)
 
-func newXNetHTTP2(idle time.Duration) *xnetHTTP2 {
-	return &xnetHTTP2{t: &http2.Transport{
-		DisableCompression: true, // the profile's Accept-Encoding goes as is
-		IdleConnTimeout:    idle,
-		ReadIdleTimeout:    30 * time.Second,
-		PingTimeout:        15 * time.Second,
-	}}
-}
-
-func (x *xnetHTTP2) NewConn(conn net.Conn, _ *Profile) (OriginConn, error) {
-	//lint:ignore SA1019 the connection is established (uTLS) and owned by the caller, which http.Transport cannot take.
-	cc, err := x.t.NewClientConn(conn)
-	if err != nil {
-		return nil, err
-	}
-	return xnetConn{cc}, nil
-}
-
-type xnetConn struct{ cc *http2.ClientConn }
-
-var (
-	_ HTTP2Client = (*xnetHTTP2)(nil)
-	_ OriginConn  = xnetConn{}
-	_ OriginConn  = (*h1Conn)(nil)
-)
-
-func (c xnetConn) RoundTrip(req *http.Request) (*http.Response, error) { return c.cc.RoundTrip(req) }
-func (c xnetConn) CanTakeRequest() bool                                { return c.cc.CanTakeNewRequest() }
-func (c xnetConn) Close() error                                        { return c.cc.Close() }
-
-// originTLS runs the origin handshake on raw with p's ClientHello. serverName
-// is sent as SNI (unless an IP) and verified against the certificate. When
-// http1Only is set (WebSocket upgrades) the ALPN extension offers only
-// http/1.1, as a browser does for a WebSocket connection; otherwise it
-// offers what p's browser offers, h2 included. ctx bounds the handshake.
+// originTLS runs the origin handshake on raw with p's ClientHello (its
+// HelloID, or the spec HelloSpec builds). serverName is sent as SNI (unless
+// an IP) and verified against the certificate. When http1Only is set
+// (WebSocket upgrades) the ALPN extension offers only http/1.1, as a
+// browser does for a WebSocket connection; otherwise it offers what p's
+// browser offers, h2 included. ctx bounds the handshake.
 func (ic *Interceptor) originTLS(ctx context.Context, raw net.Conn, p *Profile, serverName string, http1Only bool) (*utls.UConn, error) {
 	cfg := &utls.Config{
 		ServerName:         serverName,
@@ -94,18 +60,20 @@ func (ic *Interceptor) originTLS(ctx context.Context, raw net.Conn, p *Profile, 
 		InsecureSkipVerify: ic.cfg.InsecureOrigin,
 	}
 	var uc *utls.UConn
-	if http1Only {
-		spec, err := utls.UTLSIdToSpec(p.HelloID)
+	if http1Only || p.HelloSpec != nil {
+		spec, err := p.helloSpec()
 		if err != nil {
 			return nil, fmt.Errorf("%w: profile %s: %w", ErrOriginTLS, p.Name, err)
 		}
-		for _, ext := range spec.Extensions {
-			if alpn, ok := ext.(*utls.ALPNExtension); ok {
-				alpn.AlpnProtocols = []string{"http/1.1"}
+		if http1Only {
+			for _, ext := range spec.Extensions {
+				if alpn, ok := ext.(*utls.ALPNExtension); ok {
+					alpn.AlpnProtocols = []string{"http/1.1"}
+				}
 			}
 		}
 		uc = utls.UClient(raw, cfg, utls.HelloCustom)
-		if err := uc.ApplyPreset(&spec); err != nil {
+		if err := uc.ApplyPreset(spec); err != nil {
 			return nil, fmt.Errorf("%w: profile %s: %w", ErrOriginTLS, p.Name, err)
 		}
 	} else {

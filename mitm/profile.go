@@ -7,32 +7,68 @@ import (
 	"strings"
 
 	utls "github.com/refraction-networking/utls"
+
+	"github.com/hopper-proxy/hopper/fingerprint"
 )
 
-// Profile is a browser identity: the ClientHello it sends and the request
-// headers it sends with a top-level navigation, in its order.
+// Profile is a browser identity: everything an origin can fingerprint a
+// browser by, kept as data so that adding a browser version is one entry
+// (see builtinProfiles): the ClientHello, the HTTP/2 connection preface and
+// how HEADERS frames look, the request headers it sends and their order, and
+// the fingerprints an origin is expected to compute from all that.
 //
-// The User-Agent and client hints name the browser version whose ClientHello
-// the profile's HelloID parrots, so the TLS and HTTP layers agree.
+// The User-Agent and client hints name the browser version whose
+// ClientHello the profile really sends, so the TLS and HTTP layers agree.
 type Profile struct {
 	// Name is how --profile and rules name it.
 	Name string
-	// HelloID is the uTLS ClientHello the origin handshake sends.
+	// Browser says which browser, version and platform the profile is, for
+	// logs and documentation ("Chrome 133 on Windows").
+	Browser string
+	// HelloID is the uTLS ClientHello the origin handshake sends, unless
+	// HelloSpec is set.
 	HelloID utls.ClientHelloID
+	// HelloSpec, if set, builds the whole ClientHello instead, for a browser
+	// uTLS has no current parrot for. It is called for every handshake and
+	// must return a spec of its own each time (uTLS changes it).
+	HelloSpec func() (*utls.ClientHelloSpec, error)
+	// HTTP2 is the browser's HTTP/2 connection preface (SETTINGS in order,
+	// connection WINDOW_UPDATE, PRIORITY frames), the pseudo-header order and
+	// priority of its HEADERS frames, and its first stream's identifier.
+	HTTP2 fingerprint.HTTP2
 	// Headers is the bundle the browser sends, in its order. Identity
 	// headers always replace the client's; navigation headers are sent only
 	// when the client does not say what kind of request it makes (no
 	// Sec-Fetch-Mode), as a browser does when the user enters a URL.
 	Headers []ProfileHeader
+	// HeaderOrder is the order of a navigation's header fields, lower-case
+	// names; "*" marks where fields it does not list go (in the client's
+	// order when known, else sorted). Host and Connection take their place
+	// over HTTP/1.1 only. FetchHeaderOrder is the order of every other
+	// request (subresources, fetch and XHR); nil means HeaderOrder.
+	HeaderOrder, FetchHeaderOrder []string
+	// JA4 and Akamai are the fingerprints an origin computes from this
+	// profile's ClientHello and HTTP/2 preface; the tests hold the profile
+	// to them (for HTTP2, Akamai must equal HTTP2.Akamai()).
+	JA4, Akamai string
+
+	// mirror marks the "mirror" placeholder: the identity copies each
+	// client's own fingerprint instead.
+	mirror bool
 }
 
 // ProfileHeader is one header of a profile's bundle.
 type ProfileHeader struct {
+	// Name is spelled as the browser spells it over HTTP/1.1 (HTTP/2 sends
+	// every name in lower case).
 	Name, Value string
 	// Navigation marks a header that describes a top-level navigation
 	// (Accept, Upgrade-Insecure-Requests, Sec-Fetch-*, Priority) rather than
 	// the browser itself.
 	Navigation bool
+	// HTTP2Only marks a header the browser sends over HTTP/2 only (Chrome's
+	// Priority, Firefox's TE: trailers).
+	HTTP2Only bool
 }
 
 // Header returns the value of the profile's header name ("" when absent).
@@ -48,88 +84,28 @@ func (p *Profile) Header(name string) string {
 // chromium reports whether the profile sends client hints (sec-ch-ua).
 func (p *Profile) chromium() bool { return p.Header("sec-ch-ua") != "" }
 
-// Profiles returns the built-in profiles, a fresh copy per call:
-// chrome (133, Windows), edge (85, Windows), firefox (120, Windows),
-// safari (16.0, macOS) and ios (Safari on iOS 14).
-func Profiles() []Profile {
-	nav := func(name, value string) ProfileHeader {
-		return ProfileHeader{Name: name, Value: value, Navigation: true}
+// Mirror reports whether p is the "mirror" profile, which copies every
+// client's own ClientHello, HTTP/2 preface and header order.
+func (p *Profile) Mirror() bool { return p.mirror }
+
+// helloSpec returns a fresh ClientHelloSpec of p: HelloSpec's, or uTLS's
+// for HelloID.
+func (p *Profile) helloSpec() (*utls.ClientHelloSpec, error) {
+	if p.HelloSpec != nil {
+		return p.HelloSpec()
 	}
-	id := func(name, value string) ProfileHeader { return ProfileHeader{Name: name, Value: value} }
-	return []Profile{
-		{
-			Name:    "chrome",
-			HelloID: utls.HelloChrome_133,
-			Headers: []ProfileHeader{
-				id("sec-ch-ua", `"Not(A:Brand";v="99", "Google Chrome";v="133", "Chromium";v="133"`),
-				id("sec-ch-ua-mobile", "?0"),
-				id("sec-ch-ua-platform", `"Windows"`),
-				nav("Upgrade-Insecure-Requests", "1"),
-				id("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/133.0.0.0 Safari/537.36"),
-				nav("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"),
-				nav("Sec-Fetch-Site", "none"),
-				nav("Sec-Fetch-Mode", "navigate"),
-				nav("Sec-Fetch-User", "?1"),
-				nav("Sec-Fetch-Dest", "document"),
-				id("Accept-Encoding", "gzip, deflate, br, zstd"),
-				id("Accept-Language", "en-US,en;q=0.9"),
-				nav("Priority", "u=0, i"),
-			},
-		},
-		{
-			Name:    "edge",
-			HelloID: utls.HelloEdge_85,
-			Headers: []ProfileHeader{
-				id("sec-ch-ua", `"Chromium";v="85", "\\Not;A\"Brand";v="99", "Microsoft Edge";v="85"`),
-				id("sec-ch-ua-mobile", "?0"),
-				nav("Upgrade-Insecure-Requests", "1"),
-				id("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/85.0.4183.102 Safari/537.36 Edg/85.0.564.51"),
-				nav("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.9"),
-				nav("Sec-Fetch-Site", "none"),
-				nav("Sec-Fetch-Mode", "navigate"),
-				nav("Sec-Fetch-User", "?1"),
-				nav("Sec-Fetch-Dest", "document"),
-				id("Accept-Encoding", "gzip, deflate, br"),
-				id("Accept-Language", "en-US,en;q=0.9"),
-			},
-		},
-		{
-			Name:    "firefox",
-			HelloID: utls.HelloFirefox_120,
-			Headers: []ProfileHeader{
-				id("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:120.0) Gecko/20100101 Firefox/120.0"),
-				nav("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
-				id("Accept-Language", "en-US,en;q=0.5"),
-				id("Accept-Encoding", "gzip, deflate, br"),
-				nav("Upgrade-Insecure-Requests", "1"),
-				nav("Sec-Fetch-Dest", "document"),
-				nav("Sec-Fetch-Mode", "navigate"),
-				nav("Sec-Fetch-Site", "none"),
-				nav("Sec-Fetch-User", "?1"),
-			},
-		},
-		{
-			Name:    "safari",
-			HelloID: utls.HelloSafari_16_0,
-			Headers: []ProfileHeader{
-				nav("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
-				id("User-Agent", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.0 Safari/605.1.15"),
-				id("Accept-Language", "en-US,en;q=0.9"),
-				id("Accept-Encoding", "gzip, deflate, br"),
-			},
-		},
-		{
-			Name:    "ios",
-			HelloID: utls.HelloIOS_14,
-			Headers: []ProfileHeader{
-				nav("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
-				id("User-Agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 14_8 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/14.1.2 Mobile/15E148 Safari/604.1"),
-				id("Accept-Language", "en-us"),
-				id("Accept-Encoding", "gzip, deflate, br"),
-			},
-		},
+	spec, err := utls.UTLSIdToSpec(p.HelloID)
+	if err != nil {
+		return nil, err
 	}
+	return &spec, nil
 }
+
+// Profiles returns the built-in profiles, a fresh copy per call: chrome
+// (Chrome 133 on Windows), edge (Edge 133 on Windows, on Chromium 133's
+// ClientHello), firefox (Firefox 120 on Windows), safari (Safari 16.0 on
+// macOS) and ios (Safari on iOS 14). The mirror profile is not among them.
+func Profiles() []Profile { return builtinProfiles() }
 
 // ProfileNames lists the built-in profile names, in Profiles order.
 func ProfileNames() []string {
@@ -150,8 +126,17 @@ func LookupProfile(name string) (*Profile, error) {
 			return &ps[i], nil
 		}
 	}
-	return nil, fmt.Errorf("%w %q (profiles: %s, or %s)", ErrUnknownProfile, name, strings.Join(ProfileNames(), ", "), ProfileRandom)
+	return nil, unknownProfile(name)
 }
+
+// unknownProfile is the error for a name that is no profile.
+func unknownProfile(name string) error {
+	return fmt.Errorf("%w %q (profiles: %s, or %s or %s)", ErrUnknownProfile, name,
+		strings.Join(ProfileNames(), ", "), ProfileRandom, ProfileMirror)
+}
+
+// mirrorProfile is the placeholder identities of the mirror profile carry.
+var mirrorProfile = &Profile{Name: ProfileMirror, Browser: "the client's own", mirror: true}
 
 // profileChooser picks the profile of a new identity.
 type profileChooser struct {
@@ -189,16 +174,34 @@ func newProfileChooser(name string, rules []ProfileRule) (profileChooser, error)
 	return c, nil
 }
 
-// resolve maps a name to its profile; "" and "random" are nil.
+// resolve maps a name to its profile; "" and "random" are nil, "mirror"
+// the mirror placeholder.
 func (c *profileChooser) resolve(name string) (*Profile, error) {
-	if name == "" || name == ProfileRandom {
+	switch name {
+	case "", ProfileRandom:
 		return nil, nil
+	case ProfileMirror:
+		return mirrorProfile, nil
 	}
 	i := slices.IndexFunc(c.all, func(p *Profile) bool { return p.Name == name })
 	if i < 0 {
-		return nil, fmt.Errorf("%w %q (profiles: %s, or %s)", ErrUnknownProfile, name, strings.Join(ProfileNames(), ", "), ProfileRandom)
+		return nil, unknownProfile(name)
 	}
 	return c.all[i], nil
+}
+
+// mirrors reports whether any identity may take the mirror profile, so
+// that every intercepted client's ClientHello and header order are kept.
+func (c *profileChooser) mirrors() bool {
+	if c.fixed == mirrorProfile {
+		return true
+	}
+	for _, r := range c.rules {
+		if r.fixed == mirrorProfile {
+			return true
+		}
+	}
+	return false
 }
 
 // choose picks the profile for a new identity for host. A random choice

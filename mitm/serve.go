@@ -49,6 +49,8 @@ func (c *clientConn) sniff(timeout time.Duration) (byte, error) {
 	return buf[0], nil
 }
 
+func (c *clientConn) addRead(n int) { atomic.AddInt64(&c.read, int64(n)) }
+
 func (c *clientConn) Read(p []byte) (int, error) {
 	if len(c.early) > 0 {
 		n := copy(p, c.early)
@@ -97,34 +99,35 @@ func (c *clientConn) counts() (int64, int64) {
 	return atomic.LoadInt64(&c.read), atomic.LoadInt64(&c.written)
 }
 
-// serveHTTP1 serves HTTP/1.1 on the client's TLS connection with net/http
-// (keep-alive, chunked bodies, Expect: 100-continue, upgrades by hijacking)
-// and returns when the connection is closed or hijacked.
-func (ic *Interceptor) serveHTTP1(ctx context.Context, conn net.Conn, s *session) {
-	ln := &oneConnListener{conn: conn, done: make(chan struct{})}
+// serveClient serves the client's connection, its TLS done, with net/http:
+// HTTP/2 when ALPN chose it, else HTTP/1.1 (keep-alive, chunked bodies,
+// Expect: 100-continue, upgrades by hijacking). The server sees the
+// connection as cleartext (cleartextConn) and tells the protocols apart by
+// the HTTP/2 preface. It returns when the connection is closed or hijacked.
+func (ic *Interceptor) serveClient(ctx context.Context, conn net.Conn, s *session) {
+	ln := &oneConnListener{conn: cleartextConn{conn}, done: make(chan struct{})}
 	srv := &http.Server{
 		Handler:           s.handler(),
 		ErrorLog:          ic.stdlog,
 		ReadHeaderTimeout: ic.cfg.HandshakeTimeout,
 		IdleTimeout:       ic.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 100},
+		Protocols:         new(http.Protocols),
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			if st == http.StateClosed || st == http.StateHijacked {
 				ln.finish()
 			}
 		},
 	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	_ = srv.Serve(ln)
 }
 
-// baseServer is the net/http configuration the HTTP/2 server borrows.
-func (ic *Interceptor) baseServer(ctx context.Context) *http.Server {
-	return &http.Server{
-		ErrorLog:    ic.stdlog,
-		IdleTimeout: ic.cfg.IdleTimeout,
-		BaseContext: func(net.Listener) context.Context { return ctx },
-	}
-}
+// cleartextConn hides a TLS connection's type from net/http, which would
+// otherwise look at ALPN itself; the TLS is hopper's, already done.
+type cleartextConn struct{ net.Conn }
 
 // oneConnListener hands out one connection, then blocks in Accept until
 // that connection is done, so that http.Server.Serve returns only then.

@@ -51,6 +51,7 @@ type session struct {
 	connID   uint64
 	seq      atomic.Int64
 	handlers handlerSet
+	mirror   *mirrorState // the client's own fingerprint; nil unless some identity mirrors
 
 	mu     sync.Mutex
 	conns  []*originEntry
@@ -62,6 +63,7 @@ type originEntry struct {
 	conn     OriginConn
 	out      *dial.Outbound
 	id       *Identity
+	profile  *Profile // id's profile, or for the mirror profile the client's own
 	slot     int64
 	proto    string
 	inflight int // guarded by session.mu
@@ -102,13 +104,15 @@ func (s *session) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		info.upstream, info.identity = e.out.Upstream, e.id
-		out := s.prepare(req, e.id)
+		out := s.prepare(req, e)
 		resp, err := e.conn.RoundTrip(out)
 		if err != nil {
 			s.release(e, false)
-			// A kept connection the origin closed meanwhile: try once more
-			// on a new one when the request can be sent again.
-			if reused && attempt == 0 && req.Body == nil && req.Context().Err() == nil {
+			// A kept connection the origin closed meanwhile, or a stream
+			// the origin refused unprocessed (GOAWAY, REFUSED_STREAM): try
+			// once more on a new connection when the request can be sent
+			// again.
+			if (reused || errors.Is(err, errH2Retryable)) && attempt == 0 && req.Body == nil && req.Context().Err() == nil {
 				continue
 			}
 			return nil, fmt.Errorf("%w %s: %w", errNoResponse, s.target, err)
@@ -133,13 +137,15 @@ func (s *session) RoundTrip(req *http.Request) (*http.Response, error) {
 // errNoResponse wraps an origin failing before its response head.
 var errNoResponse = errors.New("no response from")
 
-// prepare copies req with the identity's headers and cookies.
-func (s *session) prepare(req *http.Request, id *Identity) *http.Request {
+// prepare copies req with the identity's headers and cookies, for the
+// origin connection e.
+func (s *session) prepare(req *http.Request, e *originEntry) *http.Request {
+	id := e.id
 	out := req.Clone(req.Context())
 	out.URL.Scheme = "https"
 	clientCookies := out.Header.Values("Cookie")
 	out.Header.Del("Cookie")
-	applyProfile(out.Header, id.Profile, out.Method)
+	applyProfile(out.Header, e.profile, out.Method, e.proto == "h2")
 	var parts []string
 	for _, c := range id.jar.Cookies(s.cookieURL(out)) {
 		parts = append(parts, c.Name+"="+c.Value)
@@ -251,21 +257,30 @@ func (s *session) dial(ctx context.Context, seq, slot int64, upgrade bool, info 
 		connID = 0 // per-connection affinity would land on it again
 	}
 	id := s.ic.store.acquire(out.Upstream, s.site, s.host)
-	uc, err := s.ic.originTLS(dctx, out.Conn, id.Profile, s.host, upgrade)
+	prof := id.Profile
+	if prof.mirror {
+		var err error
+		if prof, err = s.mirrorProfile(); err != nil {
+			out.Done(false)
+			info.upstream = out.Upstream
+			return nil, err
+		}
+	}
+	uc, err := s.ic.originTLS(dctx, out.Conn, prof, s.host, upgrade)
 	if err != nil {
 		out.Done(false)
 		info.upstream = out.Upstream
 		return nil, err
 	}
-	e := &originEntry{out: out, id: id, slot: slot, inflight: 1, proto: uc.ConnectionState().NegotiatedProtocol}
+	e := &originEntry{out: out, id: id, profile: prof, slot: slot, inflight: 1, proto: uc.ConnectionState().NegotiatedProtocol}
 	if e.proto == "h2" {
-		if e.conn, err = s.ic.h2.NewConn(uc, id.Profile); err != nil {
+		if e.conn, err = s.ic.h2.NewConn(uc, prof); err != nil {
 			_ = uc.Close()
 			out.Done(false)
 			return nil, fmt.Errorf("%w: starting HTTP/2: %w", ErrOriginTLS, err)
 		}
 	} else {
-		e.conn = newH1Conn(uc, cfg.IdleTimeout)
+		e.conn = newH1Conn(uc, cfg.IdleTimeout, prof)
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -276,6 +291,19 @@ func (s *session) dial(ctx context.Context, seq, slot int64, upgrade bool, info 
 	s.conns = append(s.conns, e)
 	s.mu.Unlock()
 	return e, nil
+}
+
+// mirrorProfile is the tunnel's own profile, for identities with the
+// mirror profile: the client's ClientHello and HTTP/2 preface.
+func (s *session) mirrorProfile() (*Profile, error) {
+	if s.mirror == nil {
+		return nil, fmt.Errorf("%w: the client's ClientHello was not kept", ErrMirror)
+	}
+	p, err := s.mirror.profileOf()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOriginTLS, err)
+	}
+	return p, nil
 }
 
 // release ends one request on e. The connection closes when nothing else

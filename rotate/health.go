@@ -187,4 +187,3 @@ func (p *Pool) noUpstream() error {
 	}
 	return dial.ErrNoUpstream
 }
-

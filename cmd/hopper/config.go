@@ -154,7 +154,7 @@ func parseServe(args []string, out io.Writer) (serveConfig, error) {
 	fs.BoolVar(&cfg.AllowPrivate, "allow-private", cfg.AllowPrivate, "let clients not on loopback reach private and loopback addresses")
 	fs.BoolVar(&cfg.MITM, "mitm", cfg.MITM, "intercept TLS in CONNECT (and SOCKS to port 443) with hopper's CA and browser identities")
 	fs.StringVar(&cfg.CADir, "ca-dir", cfg.CADir, "directory of the MITM CA made by 'hopper ca init' (default: hopper under the user config dir)")
-	fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "browser identity for intercepted requests: "+strings.Join(mitm.ProfileNames(), ", ")+", or random per identity (default random)")
+	fs.StringVar(&cfg.Profile, "profile", cfg.Profile, "browser identity for intercepted requests: "+strings.Join(mitm.ProfileNames(), ", ")+", mirror (copy the client's own fingerprint), or random per identity (default random)")
 	fs.Var(&listFlag{list: &cfg.MITMHosts}, "mitm-hosts", "intercept only hosts matching this glob or /regex/ (repeatable; default every host)")
 	fs.Var(&listFlag{list: &cfg.MITMSkip}, "mitm-skip", "never intercept hosts matching this glob or /regex/ (repeatable)")
 	fs.BoolVar(&cfg.InsecureOrigin, "insecure-origin", cfg.InsecureOrigin, "do not verify origin certificates when intercepting (testing only)")
