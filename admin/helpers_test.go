@@ -28,6 +28,8 @@ import (
 	"github.com/hopper-proxy/hopper/rotate"
 	"github.com/hopper-proxy/hopper/socks"
 	"github.com/hopper-proxy/hopper/tunnel"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
@@ -317,11 +319,7 @@ func (w *world) waitMetric(v float64, name string, want ...string) metricSet {
 // closedPort returns a loopback address nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
+	return testnet.RefusingAddr(t, "127.0.0.1")
 }
 
 // recorded is a response from the Server's handler, without a listener.

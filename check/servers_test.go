@@ -18,16 +18,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/judge"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // closedPort returns a loopback address nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
+	return testnet.RefusingAddr(t, "127.0.0.1")
 }
 
 // startJudge runs a real judge.Server on 127.0.0.1 and returns its URL.

@@ -23,6 +23,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/hopper-proxy/hopper/dial"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // echoOrigin greets every connection with "from=IP\n" (the source address
@@ -201,9 +203,5 @@ func testCA(t testing.TB) (*tls.Config, *x509.CertPool) {
 // refusingAddr returns an address on ip where nothing listens.
 func refusingAddr(t testing.TB, ip string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
+	return testnet.RefusingAddr(t, ip)
 }

@@ -20,6 +20,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/hopper-proxy/hopper/dial"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -177,11 +179,7 @@ func startOrigin(tb testing.TB, addr string, handle func(c *net.TCPConn)) string
 // closedPort returns a loopback address nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
+	return testnet.RefusingAddr(t, "127.0.0.1")
 }
 
 func dialProxy(tb testing.TB, addr string) *net.TCPConn {

@@ -22,6 +22,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/hopper-proxy/hopper/dial"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
@@ -224,11 +226,7 @@ func connectStatus(t *testing.T, p *proxy, target, extra string) (response, stri
 // closedPort returns a loopback address nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
+	return testnet.RefusingAddr(t, "127.0.0.1")
 }
 
 // recordingDialer remembers every request and dials with next.

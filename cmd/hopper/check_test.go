@@ -18,6 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/judge"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // runCheck runs the real binary's `hopper check args...` and returns its
@@ -56,11 +58,7 @@ func checkJudge(t *testing.T) string {
 
 func deadAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
+	return testnet.RefusingAddr(t, "127.0.0.1")
 }
 
 // TestCheckCommand checks a list through the binary (a hopper instance as

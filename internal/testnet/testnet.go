@@ -1,0 +1,38 @@
+// Package testnet holds loopback fixtures shared by hopper's tests. It is
+// imported only from _test.go files.
+package testnet
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"testing"
+)
+
+// RefusingAddr returns ip:port (ip a loopback IPv4 address) where every
+// connection is refused for the rest of the test. The port stays bound but
+// never listens, so no other listener or outgoing connection of a test
+// running in parallel can take it over, as can happen with a port that was
+// merely listened on and closed.
+func RefusingAddr(t testing.TB, ip string) string {
+	t.Helper()
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is4() {
+		t.Fatalf("testnet: %q is not an IPv4 address", ip)
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("testnet: socket: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: a.As4()}); err != nil {
+		t.Fatalf("testnet: bind %s: %v", ip, err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("testnet: getsockname: %v", err)
+	}
+	port := sa.(*syscall.SockaddrInet4).Port
+	return net.JoinHostPort(ip, strconv.Itoa(port))
+}
