@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/hopper-proxy/hopper/dial"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 func newTestProber(t *testing.T, p *Pool, cfg ProberConfig) *Prober {
@@ -73,7 +75,7 @@ func TestProbeURLReleasesQuarantined(t *testing.T) {
 }
 
 func TestProbeTCPConnect(t *testing.T) {
-	addr := refusingAddr(t, "127.0.0.122")
+	addr, free := testnet.RefusingAddrUntil(t, "127.0.0.122")
 	p := newTestPool(t, Config{FailuresUntilQuarantine: 1}, "http://"+addr, "direct")
 	pr := newTestProber(t, p, ProberConfig{})
 	res := pr.ProbeAll(context.Background())
@@ -82,6 +84,7 @@ func TestProbeTCPConnect(t *testing.T) {
 	assert.Equal(t, StateQuarantined, p.Upstreams()[0].State())
 	assert.Zero(t, p.Upstreams()[1].Stats().Probes)
 
+	free()
 	ln, err := net.Listen("tcp", addr) // the upstream comes back
 	require.NoError(t, err)
 	defer ln.Close()

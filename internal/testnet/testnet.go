@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -17,6 +18,14 @@ import (
 // merely listened on and closed.
 func RefusingAddr(t testing.TB, ip string) string {
 	t.Helper()
+	addr, _ := RefusingAddrUntil(t, ip)
+	return addr
+}
+
+// RefusingAddrUntil is RefusingAddr with a function that frees the port
+// early, for a test whose upstream "comes back" on the same address.
+func RefusingAddrUntil(t testing.TB, ip string) (addr string, free func()) {
+	t.Helper()
 	a, err := netip.ParseAddr(ip)
 	if err != nil || !a.Is4() {
 		t.Fatalf("testnet: %q is not an IPv4 address", ip)
@@ -25,7 +34,9 @@ func RefusingAddr(t testing.TB, ip string) string {
 	if err != nil {
 		t.Fatalf("testnet: socket: %v", err)
 	}
-	t.Cleanup(func() { _ = syscall.Close(fd) })
+	var once sync.Once
+	free = func() { once.Do(func() { _ = syscall.Close(fd) }) }
+	t.Cleanup(free)
 	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: a.As4()}); err != nil {
 		t.Fatalf("testnet: bind %s: %v", ip, err)
 	}
@@ -34,5 +45,5 @@ func RefusingAddr(t testing.TB, ip string) string {
 		t.Fatalf("testnet: getsockname: %v", err)
 	}
 	port := sa.(*syscall.SockaddrInet4).Port
-	return net.JoinHostPort(ip, strconv.Itoa(port))
+	return net.JoinHostPort(ip, strconv.Itoa(port)), free
 }
