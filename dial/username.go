@@ -24,7 +24,7 @@ func ParseUsername(raw string) Username {
 		key, rest, _ = strings.Cut(rest, "-")
 		var val string
 		val, rest, found = cutControl(rest)
-		switch key {
+		switch asciiLower(key) {
 		case "session":
 			u.Session = val
 		case "country":
@@ -34,12 +34,14 @@ func ParseUsername(raw string) Username {
 	return u
 }
 
-// cutControl returns the text before the first "-session-" or "-country-" in
-// s, and s from that key on (without the leading hyphen).
+// cutControl returns the text before the first "-session-" or "-country-"
+// in s, and s from that key on (without the leading hyphen). Keys match in
+// any letter case, so a value never contains one and rendering is stable.
 func cutControl(s string) (before, after string, found bool) {
+	folded := asciiLower(s)
 	best := -1
 	for _, k := range [...]string{"-session-", "-country-"} {
-		if i := strings.Index(s, k); i >= 0 && (best < 0 || i < best) {
+		if i := strings.Index(folded, k); i >= 0 && (best < 0 || i < best) {
 			best = i
 		}
 	}
@@ -47,6 +49,17 @@ func cutControl(s string) (before, after string, found bool) {
 		return s, "", false
 	}
 	return s[:best], s[best+1:], true
+}
+
+// asciiLower lower-cases ASCII letters only, keeping byte offsets intact.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // String renders u back into the grammar ParseUsername reads.

@@ -20,6 +20,7 @@ func TestParseUsername(t *testing.T) {
 		{"my-user-session-x", Username{Base: "my-user", Session: "x"}},
 		{"-session-", Username{Base: "", Session: ""}},
 		{"session-1", Username{Base: "session-1"}},
+		{"alice-Session-7-COUNTRY-DE", Username{Base: "alice", Session: "7", Country: "de"}},
 	}
 	for _, c := range cases {
 		assert.Equal(t, c.want, ParseUsername(c.raw), c.raw)
