@@ -5,14 +5,36 @@
 // It is the one copy loop every front end (HTTP CONNECT, forward WebSocket
 // upgrades, SOCKS, MITM pass-through) shares. It does not close the
 // connections it is given: the caller owns them.
+//
+// # Cost of an idle tunnel
+//
+// On Linux, a direction whose source is a raw *net.TCPConn waits for data
+// holding neither a buffer nor a pipe: it parks in the runtime's poller and
+// only then takes a pooled buffer for one read(2). A read that fills the
+// buffer means more is queued, so the direction switches to splice(2)
+// through a pooled pipe and returns the pipe as soon as the socket would
+// block with the pipe drained. An idle tunnel therefore costs its two
+// sockets, two parked goroutines and a few hundred bytes of heap; pipes and
+// buffers are held only while data is in flight. Other sources (a TLS conn,
+// a conn replaying bytes it read ahead) are copied with a pooled buffer or
+// through their own WriteTo, as io.Copy would; on other systems raw TCP
+// pairs use io.Copy.
+//
+// # Idle timeout
+//
+// A tunnel ends when nothing has moved in either direction for the idle
+// timeout. Raw TCP sources (on Linux) and buffered sources record each
+// transfer as it happens, so such a tunnel ends within scheduling delay of
+// the timeout after its last byte. A direction copied by io.Copy or a
+// source's own WriteTo reports its bytes only when a window of the idle
+// timeout ends; while one runs, the tunnel ends up to three timeouts after
+// its last byte, and only after a silence of at least one.
 package relay
 
 import (
 	"errors"
-	"io"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -30,11 +52,10 @@ type Result struct {
 // EOF from one side it half-closes the other side's write half and keeps the
 // opposite direction flowing. The error is the first failure other than EOF
 // or the idle timeout; a reset by the peer after its data arrived is normal
-// network weather and also reported here.
+// network weather and also reported here. One direction runs in a new
+// goroutine, the other in the caller's; both have ended when Pipe returns.
 func Pipe(client, server net.Conn, idle time.Duration) (Result, error) {
-	var p pipe
-	p.idle = idle
-	p.last.Store(time.Now().UnixNano())
+	p := &pipe{idle: idle, start: time.Now()}
 	var up direction
 	done := make(chan struct{})
 	go func() {
@@ -47,9 +68,15 @@ func Pipe(client, server net.Conn, idle time.Duration) (Result, error) {
 	return res, firstErr(up.err, down.err)
 }
 
+// pipe is the state both directions of one Pipe share.
 type pipe struct {
-	idle time.Duration
-	last atomic.Int64 // unix nanos of the last window that moved bytes
+	idle  time.Duration
+	start time.Time // monotonic base for last
+	// last is when bytes last moved either way, as nanoseconds since start.
+	last atomic.Int64
+	// opaque counts running directions whose bytes are seen only when
+	// their window ends (see copy).
+	opaque atomic.Int32
 	// stopped is set when one direction fails, so the other stops too.
 	stopped atomic.Bool
 }
@@ -60,20 +87,58 @@ type direction struct {
 	idle bool
 }
 
-// copy moves src→dst in windows of the idle timeout: a read deadline ends each
-// window, so the fast path (splice) is kept and activity is checked once per
-// window rather than per read. A window that moved nothing ends the tunnel
-// only when the other direction has been quiet for as long.
+// touch records that bytes moved now.
+func (p *pipe) touch() { p.last.Store(int64(time.Since(p.start))) }
+
+// quiet is how long nothing has moved either way.
+func (p *pipe) quiet() time.Duration { return time.Since(p.start) - time.Duration(p.last.Load()) }
+
+// limit is how long the record must show the tunnel quiet before a
+// direction ends it: the idle timeout, or twice that while the other
+// direction is opaque. Its bytes of the current window are not in the
+// record yet, but it reported its previous window, so a record quiet for
+// twice the timeout still means nothing moved for at least the timeout.
+func (p *pipe) limit(opaque bool) time.Duration {
+	others := p.opaque.Load()
+	if opaque {
+		others--
+	}
+	if others > 0 {
+		return 2 * p.idle
+	}
+	return p.idle
+}
+
+// copy moves src→dst in windows bounded by a read deadline, which is how an
+// idle tunnel is noticed without a timer per read. An observed direction
+// records each transfer as it happens and ends its window when the record
+// would reach the limit. An opaque one (io.Copy or a source's own WriteTo)
+// cannot, so it uses windows of the idle timeout and records its bytes when
+// each ends.
 func (p *pipe) copy(dst, src net.Conn) direction {
+	move, observed := p.pickMover(dst, src)
+	if !observed {
+		p.opaque.Add(1)
+		defer p.opaque.Add(-1)
+	}
 	var d direction
 	for {
 		if p.idle > 0 {
-			_ = src.SetReadDeadline(time.Now().Add(p.idle))
+			window := p.idle
+			if observed {
+				window = p.limit(false) - p.quiet()
+			}
+			_ = src.SetReadDeadline(time.Now().Add(window))
 		}
-		n, err := copyOnce(dst, src)
+		// A stop between the last check and the deadline above would have
+		// been undone by it: look again.
+		if p.stopped.Load() {
+			return d
+		}
+		n, err := move.move()
 		d.n += n
-		if n > 0 {
-			p.last.Store(time.Now().UnixNano())
+		if n > 0 && !observed {
+			p.touch()
 		}
 		if err == nil { // EOF: pass the half-close on.
 			closeWrite(dst)
@@ -83,7 +148,7 @@ func (p *pipe) copy(dst, src net.Conn) direction {
 			return d
 		}
 		if p.idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-			if n > 0 || time.Since(time.Unix(0, p.last.Load())) < p.idle {
+			if p.active(observed, n) {
 				continue
 			}
 			d.idle = true
@@ -99,30 +164,14 @@ func (p *pipe) copy(dst, src net.Conn) direction {
 	}
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// copyOnce copies until EOF or error. Between two *net.TCPConn, io.Copy uses
-// splice(2). A source with its own WriteTo (a conn replaying bytes read
-// ahead during a handshake, then handing over to its raw conn) keeps that
-// path too. Otherwise a pooled buffer avoids a fresh 32 KiB per call.
-func copyOnce(dst, src net.Conn) (int64, error) {
-	if _, ok := dst.(*net.TCPConn); ok {
-		switch s := src.(type) {
-		case *net.TCPConn:
-			return io.Copy(dst, s)
-		case io.WriterTo:
-			return s.WriteTo(dst)
-		}
+// active reports, when a direction's window ends having moved n bytes,
+// whether the tunnel is still in use.
+func (p *pipe) active(observed bool, n int64) bool {
+	if !observed && n > 0 {
+		return true
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	return io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *bp)
+	return p.quiet() < p.limit(!observed)
 }
-
-// writerOnly and readerOnly hide ReadFrom/WriteTo so io.CopyBuffer uses the
-// buffer it is given instead of a fallback that allocates one.
-type writerOnly struct{ io.Writer }
-type readerOnly struct{ io.Reader }
 
 func closeWrite(c net.Conn) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
@@ -132,8 +181,10 @@ func closeWrite(c net.Conn) {
 	_ = c.Close()
 }
 
-func firstErr(errs ...error) error {
-	for _, err := range errs {
+// firstErr is the first of a and b that is a failure: neither nil nor a
+// passed deadline (an idle tunnel, or one direction stopped by the other).
+func firstErr(a, b error) error {
+	for _, err := range [2]error{a, b} {
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
