@@ -121,7 +121,7 @@ func TestReportSchemaFieldNames(t *testing.T) {
 func TestJudgeWithCurl(t *testing.T) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
-		t.Skip("curl not installed")
+		t.Fatal("curl not installed: make test installs it (.ci/deps)")
 	}
 	addr := startJudge(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -224,7 +224,7 @@ func TestTLSOverHTTP1AndRepeatedRequests(t *testing.T) {
 
 func TestTLSWithCurl(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed")
+		t.Fatal("curl not installed: make test installs it (.ci/deps)")
 	}
 	j := startTLSJudge(t)
 	caFile := filepath.Join(t.TempDir(), "judge.pem")

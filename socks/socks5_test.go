@@ -136,7 +136,7 @@ func TestSOCKS5AuthRequired(t *testing.T) {
 func TestSOCKS5IPv6Target(t *testing.T) {
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+		t.Fatalf("no IPv6 loopback: %v", err)
 	}
 	require.NoError(t, ln.Close())
 	echo := startEcho(t, "[::1]:0")
