@@ -192,9 +192,6 @@ type slowClient struct {
 // hang on, an established tunnel keeps flowing and a new client is served;
 // each slow connection is closed by the header deadline, however it drips.
 func TestSlowloris(t *testing.T) {
-	if testing.Short() {
-		t.Skip("2,000 connections")
-	}
 	const (
 		perAddr       = 100
 		addrs         = 20
