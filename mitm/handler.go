@@ -206,31 +206,8 @@ func (s *session) serveError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 }
 
-// rootCause follows wraps to the innermost error, the system's or x509's
-// own words; of an error wrapping several it follows the last. When the
-// innermost is a bare sentinel its wrapper, which adds the detail, is
-// returned instead.
-func rootCause(err error) error {
-	var prev error
-	for {
-		var next error
-		switch u := err.(type) {
-		case interface{ Unwrap() error }:
-			next = u.Unwrap()
-		case interface{ Unwrap() []error }:
-			if list := u.Unwrap(); len(list) > 0 {
-				next = list[len(list)-1]
-			}
-		}
-		if next == nil {
-			if prev != nil && isSentinel(err) {
-				return prev
-			}
-			return err
-		}
-		prev, err = err, next
-	}
-}
+// rootCause is dial.RootCause with this package's sentinels.
+func rootCause(err error) error { return dial.RootCause(err, isSentinel) }
 
 func isSentinel(err error) bool {
 	for _, s := range [...]error{ErrOriginCertificate, ErrOriginTLS, errNoResponse, dial.ErrNoUpstream,

@@ -72,32 +72,8 @@ func replyFor(err error, target string) reply {
 	return r
 }
 
-// rootCause follows wraps to the innermost error, which for network failures
-// is the system's own words ("connection refused", "no such host"). Of an
-// error wrapping several ("%w: %w", a sentinel then its cause) it follows
-// the last. When the innermost is a bare sentinel, its wrapper, which adds
-// the detail, is returned instead.
-func rootCause(err error) error {
-	var prev error
-	for {
-		var next error
-		switch u := err.(type) {
-		case interface{ Unwrap() error }:
-			next = u.Unwrap()
-		case interface{ Unwrap() []error }:
-			if list := u.Unwrap(); len(list) > 0 {
-				next = list[len(list)-1]
-			}
-		}
-		if next == nil {
-			if prev != nil && isSentinel(err) {
-				return prev
-			}
-			return err
-		}
-		prev, err = err, next
-	}
-}
+// rootCause is dial.RootCause with this package's sentinels.
+func rootCause(err error) error { return dial.RootCause(err, isSentinel) }
 
 func isSentinel(err error) bool {
 	for _, s := range [...]error{errBadRequest, errBadResponse, errNoResponse, dial.ErrNoUpstream, dial.ErrDenied,
