@@ -199,33 +199,3 @@ func FuzzAcceptsCoding(f *testing.F) {
 		}
 	})
 }
-
-func TestGlobMatch(t *testing.T) {
-	for _, tc := range []struct {
-		glob, host string
-		want       bool
-	}{
-		{"*", "anything.example", true},
-		{"*.shop.example", "a.shop.example", true},
-		{"*.shop.example", "a.b.shop.example", true},
-		{"*.shop.example", "shop.example", false},
-		{"shop.?xample", "shop.example", true},
-		{"shop.example", "shop.example.org", false},
-		{"*a*b", "xaxxb", true},
-	} {
-		assert.Equal(t, tc.want, globMatch(tc.glob, tc.host), "%s ~ %s", tc.glob, tc.host)
-	}
-}
-
-func FuzzGlobMatch(f *testing.F) {
-	f.Add("*.shop.example", "a.shop.example")
-	f.Add("a?c*", "abcdef")
-	f.Fuzz(func(t *testing.T, glob, host string) {
-		if globMatch(glob, host) != globMatch("*"+glob, host) && globMatch(glob, host) {
-			t.Fatalf("adding a leading star lost a match: %q %q", glob, host)
-		}
-		if !globMatch(host, host) && !strings.ContainsAny(host, "*?") {
-			t.Fatalf("a host without wildcards must match itself: %q", host)
-		}
-	})
-}

@@ -209,7 +209,7 @@ func (c *profileChooser) mirrors() bool {
 func (c *profileChooser) choose(host string, prev *Profile) *Profile {
 	fixed := c.fixed
 	for _, r := range c.rules {
-		if r.host.match(host) {
+		if r.host.Match(host) {
 			fixed = r.fixed
 			break
 		}

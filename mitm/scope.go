@@ -1,82 +1,22 @@
 package mitm
 
 import (
-	"errors"
 	"fmt"
 	"net"
-	"regexp"
-	"strings"
 
 	"github.com/hopper-proxy/hopper/dial"
 )
 
-// ErrBadPattern is wrapped when a host pattern does not compile.
-var ErrBadPattern = errors.New("bad host pattern")
+// ErrBadPattern is wrapped when a host pattern does not compile; it is
+// dial.ErrBadHostPattern, the error of the syntax rules share.
+var ErrBadPattern = dial.ErrBadHostPattern
 
-// hostPattern matches host names: a glob ('*' any run of characters, dots
-// included, '?' one character, case-insensitive, against the whole host) or
-// a /regex/ (Go syntax, case-insensitive, unanchored). "*.example.com"
-// matches "a.example.com" but not "example.com". Hosts are matched without
-// port, lower case, without a final dot. The syntax is the one rules use.
-type hostPattern struct {
-	raw  string
-	glob string
-	re   *regexp.Regexp
-}
+// hostPattern matches host names with the syntax rules use (see
+// dial.HostPattern); hosts are normalized (no port, lower case, no final
+// dot) before matching.
+type hostPattern = dial.HostPattern
 
-func parsePattern(s string) (hostPattern, error) {
-	if s == "" {
-		return hostPattern{}, fmt.Errorf("%w: empty", ErrBadPattern)
-	}
-	if len(s) >= 2 && s[0] == '/' && s[len(s)-1] == '/' {
-		re, err := regexp.Compile("(?i)" + s[1:len(s)-1])
-		if err != nil {
-			return hostPattern{}, fmt.Errorf("%w %q: %w", ErrBadPattern, s, err)
-		}
-		return hostPattern{raw: s, re: re}, nil
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == 0x7f || c == '/' {
-			return hostPattern{}, fmt.Errorf("%w %q: white space, control character or slash in a glob (a regular expression goes between two slashes)", ErrBadPattern, s)
-		}
-	}
-	return hostPattern{raw: s, glob: strings.ToLower(s)}, nil
-}
-
-func (p hostPattern) match(host string) bool {
-	if p.re != nil {
-		return p.re.MatchString(host)
-	}
-	return globMatch(p.glob, host)
-}
-
-// globMatch matches s against a glob of '*' and '?' in linear space,
-// backtracking only to the last star.
-func globMatch(p, s string) bool {
-	px, sx := 0, 0
-	starPx, starSx := -1, 0
-	for sx < len(s) || px < len(p) {
-		if px < len(p) {
-			switch c := p[px]; {
-			case c == '*':
-				starPx, starSx = px, sx
-				px++
-				continue
-			case sx < len(s) && (c == '?' || c == s[sx]):
-				px++
-				sx++
-				continue
-			}
-		}
-		if starPx >= 0 && starSx < len(s) {
-			starSx++
-			px, sx = starPx+1, starSx
-			continue
-		}
-		return false
-	}
-	return true
-}
+func parsePattern(s string) (hostPattern, error) { return dial.ParseHostPattern(s) }
 
 // scope decides which streams are intercepted.
 type scope struct {
@@ -106,7 +46,7 @@ func newScope(hosts, skip []string) (scope, error) {
 // contains reports whether host (normalized) is in scope.
 func (s *scope) contains(host string) bool {
 	for _, p := range s.skip {
-		if p.match(host) {
+		if p.Match(host) {
 			return false
 		}
 	}
@@ -114,7 +54,7 @@ func (s *scope) contains(host string) bool {
 		return true
 	}
 	for _, p := range s.hosts {
-		if p.match(host) {
+		if p.Match(host) {
 			return true
 		}
 	}
