@@ -53,6 +53,10 @@ const handshakeTimeout = 10 * time.Second
 type route struct {
 	front Front
 	proxy string
+	// intercepts marks a proxy that terminates TLS itself (the MITM
+	// column): HTTPS clients then expect a certificate other than the
+	// origin's, and the origin's through every other route.
+	intercepts bool
 }
 
 // dial opens a tunnel to target ("127.0.0.1:port") along r. The returned

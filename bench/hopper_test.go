@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,7 +57,17 @@ func TestRunAgainstHopper(t *testing.T) {
 
 	require.Len(t, rep.Rows, 2*int(numMetrics)-3, "a row per metric and front; forward rows once")
 	measured := []string{colDirect, colHopper, colChained}
+	tlsRows := 0
 	for _, row := range rep.Rows {
+		if strings.HasPrefix(row.Key, "tls-") && row.Front == "CONNECT" {
+			tlsRows++
+			cell, ok := row.Cells[colMITM]
+			if assert.True(t, ok, "%s has no MITM figure", row.Key) {
+				assert.Positive(t, cell.Median, "%s, MITM", row.Key)
+			}
+		} else {
+			assert.NotContains(t, row.Cells, colMITM, "MITM is measured in the HTTPS rows over CONNECT only")
+		}
 		for _, col := range measured {
 			if col == colDirect && row.Process {
 				assert.NotContains(t, row.Cells, col, row.Key)
@@ -78,6 +89,7 @@ func TestRunAgainstHopper(t *testing.T) {
 			assert.NotContains(t, row.Cells, col, "peers are off")
 		}
 	}
+	assert.Equal(t, 6, tlsRows, "six HTTPS figures over CONNECT")
 	md := rep.Markdown()
 	assert.Contains(t, out.String(), md, "Run prints the table")
 	assert.Contains(t, md, "| bulk download, 1 tunnel | CONNECT | Gbit/s |")

@@ -30,7 +30,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.HopperBin, "hopper", "", "hopper binary to measure (default: build ./cmd/hopper)")
 	fs.StringVar(&opts.ModuleDir, "module", "", "hopper's module root (default: nearest go.mod above the working directory)")
 	fs.BoolVar(&opts.NoChained, "no-chained", false, "skip hopper chained through a second hopper")
-	fs.Func("only", "run only these scenarios, comma-separated: bulk, new, rtt, forward, idle", func(v string) error {
+	fs.BoolVar(&opts.NoMITM, "no-mitm", false, "skip hopper with --mitm (HTTPS scenario only)")
+	fs.Func("only", "run only these scenarios, comma-separated: "+strings.Join(scenarioNames, ", "), func(v string) error {
 		opts.Scenarios = append(opts.Scenarios, strings.Split(v, ",")...)
 		return nil
 	})

@@ -19,6 +19,12 @@ const (
 	mFwdRate
 	mFwdP50
 	mFwdP99
+	mTLSRate
+	mTLSP50
+	mTLSP99
+	mTLSCPU
+	mTLSNewRate
+	mTLSNewP50
 	mIdleKiB
 	mIdleFDs
 	mIdleOpen
@@ -52,6 +58,12 @@ var metrics = [numMetrics]metricInfo{
 	mFwdRate:    {scenario: "forward", key: "fwd-rate", title: "HTTP requests per second, {f} keep-alive conns", unit: "req/s", forward: true},
 	mFwdP50:     {scenario: "forward", key: "fwd-p50", title: "HTTP request time p50", unit: "µs", lower: true, forward: true},
 	mFwdP99:     {scenario: "forward", key: "fwd-p99", title: "HTTP request time p99", unit: "µs", lower: true, forward: true},
+	mTLSRate:    {scenario: "tls", key: "tls-rate", title: "HTTPS requests per second, {f} keep-alive conns", unit: "req/s"},
+	mTLSP50:     {scenario: "tls", key: "tls-p50", title: "HTTPS request time p50", unit: "µs", lower: true},
+	mTLSP99:     {scenario: "tls", key: "tls-p99", title: "HTTPS request time p99", unit: "µs", lower: true},
+	mTLSCPU:     {scenario: "tls", key: "tls-cpu-1000", title: "proxy CPU per 1,000 HTTPS requests (keep-alive)", unit: "s", lower: true, process: true},
+	mTLSNewRate: {scenario: "tls", key: "tls-new-rate", title: "new HTTPS connections per second, c={c}", unit: "conns/s"},
+	mTLSNewP50:  {scenario: "tls", key: "tls-new-p50", title: "new HTTPS connection time p50 (tunnel, handshake, GET)", unit: "µs", lower: true},
 	mIdleKiB:    {scenario: "idle", key: "idle-kib", title: "memory per idle tunnel at {i} open", unit: "KiB", lower: true, process: true},
 	mIdleFDs:    {scenario: "idle", key: "idle-fds", title: "descriptors per idle tunnel", unit: "fds", lower: true, process: true},
 	mIdleOpen:   {scenario: "idle", key: "idle-open", title: "idle tunnels held (of {i}; 20,000 descriptors per process)", unit: "tunnels", process: true},

@@ -50,9 +50,12 @@ type Options struct {
 	// NoChained skips the chained-mode column (hopper through a second
 	// hopper instance as its one upstream).
 	NoChained bool
-	// Scenarios limits the run to some of "bulk", "new", "rtt", "forward"
-	// and "idle" (bulk includes CPU per GiB, new CPU per 1,000 tunnels).
-	// Empty: all.
+	// NoMITM skips the MITM column (hopper with --mitm, measured in the
+	// HTTPS scenario only).
+	NoMITM bool
+	// Scenarios limits the run to some of "bulk", "new", "rtt", "forward",
+	// "tls" and "idle" (bulk includes CPU per GiB, new CPU per 1,000
+	// tunnels). Empty: all.
 	Scenarios []string
 	// CPUProfileDir, when set, gives every hopper process the environment
 	// variable HOPPER_CPUPROFILE=<dir>/<column>-<n>.prof, for a hopper that
@@ -140,7 +143,7 @@ func (o Options) withDefaults() (Options, error) {
 }
 
 // scenarioNames are the values Options.Scenarios accepts.
-var scenarioNames = []string{"bulk", "new", "rtt", "forward", "idle"}
+var scenarioNames = []string{"bulk", "new", "rtt", "forward", "tls", "idle"}
 
 // runs reports whether scenario name is selected.
 func (o Options) runs(name string) bool {

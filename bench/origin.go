@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,8 +40,11 @@ const httpBodySize = 1024
 // origins are the loopback servers every scenario talks to, run inside the
 // harness process.
 type origins struct {
-	bulk, echo, http net.Listener
-	tally            tally
+	bulk, echo, http, https net.Listener
+	// roots trusts the HTTPS origin's self-signed certificate, cert.
+	roots *x509.CertPool
+	cert  *x509.Certificate
+	tally tally
 
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -47,11 +52,16 @@ type origins struct {
 	done  bool
 }
 
-// startOrigins listens on three loopback ports and serves until close.
+// startOrigins listens on four loopback ports and serves until close.
 func startOrigins() (*origins, error) {
-	o := &origins{conns: make(map[net.Conn]struct{})}
+	cert, root, err := originCert()
+	if err != nil {
+		return nil, fmt.Errorf("origin certificate: %w", err)
+	}
+	o := &origins{conns: make(map[net.Conn]struct{}), roots: x509.NewCertPool(), cert: root}
+	o.roots.AddCert(root)
 	var lns []net.Listener
-	for range 3 {
+	for range 4 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			for _, l := range lns {
@@ -62,18 +72,21 @@ func startOrigins() (*origins, error) {
 		lns = append(lns, ln)
 	}
 	o.bulk, o.echo, o.http = lns[0], lns[1], lns[2]
+	o.https = tls.NewListener(lns[3], &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	o.tally.init()
 	response := httpResponse(false)
 	closing := httpResponse(true)
 	o.serve(o.bulk, o.serveBulk)
 	o.serve(o.echo, serveEcho)
 	o.serve(o.http, func(c net.Conn) { serveHTTP(c, response, closing) })
+	o.serve(o.https, func(c net.Conn) { serveHTTP(c, response, closing) })
 	return o, nil
 }
 
-func (o *origins) bulkAddr() string { return o.bulk.Addr().String() }
-func (o *origins) echoAddr() string { return o.echo.Addr().String() }
-func (o *origins) httpAddr() string { return o.http.Addr().String() }
+func (o *origins) bulkAddr() string  { return o.bulk.Addr().String() }
+func (o *origins) echoAddr() string  { return o.echo.Addr().String() }
+func (o *origins) httpAddr() string  { return o.http.Addr().String() }
+func (o *origins) httpsAddr() string { return o.https.Addr().String() }
 
 // serve runs an accept loop owned by o.
 func (o *origins) serve(ln net.Listener, handle func(net.Conn)) {
@@ -128,6 +141,7 @@ func (o *origins) close() {
 	_ = o.bulk.Close()
 	_ = o.echo.Close()
 	_ = o.http.Close()
+	_ = o.https.Close()
 	o.mu.Lock()
 	o.done = true
 	for c := range o.conns {

@@ -170,7 +170,11 @@ func (r *Report) Markdown() string {
 	b.WriteString("- CPU and memory are the proxy process's own (/proc/PID/stat utime+stime, /proc/PID/status VmRSS; " +
 		"for a forking proxy the sum of Pss over its processes)\n")
 	b.WriteString("- hopper chained = client → hopper → upstream hopper (http:// list entry) → origin, CPU and memory " +
-		"of the first hopper; the hopper column is the same binary and flags as that upstream, reached directly\n\n")
+		"of the first hopper; the hopper column is the same binary and flags as that upstream, reached directly\n")
+	b.WriteString("- HTTPS rows: TLS 1.3 from the client to a loopback HTTPS origin through each column's tunnel, end to end; " +
+		"hopper MITM = hopper --mitm --profile chrome, which ends the client's TLS with a leaf of its own CA and " +
+		"opens its own uTLS connection to the origin (measured in these rows over CONNECT only: hopper intercepts " +
+		"SOCKS streams to port 443 alone)\n\n")
 
 	header := []string{"scenario", "front", "unit"}
 	align := []string{"---", "---", "---"}

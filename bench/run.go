@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -54,11 +55,14 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 	}
 	defer o.close()
 
-	h := &harness{opts: opts, o: o, out: out, log: opts.Logger, res: make(map[resKey][]float64)}
+	h := &harness{opts: opts, o: o, out: out, log: opts.Logger, res: make(map[resKey][]float64), roots: o.roots.Clone()}
 	hop := &hopperLauncher{bin: bin, extra: opts.HopperArgs, profiles: opts.CPUProfileDir}
 	h.subjects = append(h.subjects, directSubject(), hopperSubject(hop))
 	if !opts.NoChained {
 		h.subjects = append(h.subjects, chainedSubject(hop, tmp))
+	}
+	if !opts.NoMITM && opts.runs("tls") {
+		h.subjects = append(h.subjects, mitmSubject(hop, tmp, h.roots))
 	}
 	for _, p := range peerList() {
 		s := peerSubject(p, opts.LookPath, tmp)
@@ -82,6 +86,9 @@ type harness struct {
 	log      *zap.Logger
 	subjects []*subject
 	live     []*live
+	// roots are what HTTPS clients trust: the origin's certificate and the
+	// MITM column's CA.
+	roots *x509.CertPool
 
 	res   map[resKey][]float64
 	notes []*note
@@ -150,10 +157,10 @@ func (h *harness) run(ctx context.Context) error {
 					if err := ctx.Err(); err != nil {
 						return err
 					}
-					if l.dead {
+					if l.dead || !l.s.measures(step.name) {
 						continue
 					}
-					step(ctx, l, r)
+					step.run(ctx, l, r)
 					if !l.inst.alive() {
 						l.dead = true
 						h.note(l.s, r.front, "process", fmt.Errorf("%w: exited during the run", ErrStart))
@@ -165,7 +172,7 @@ func (h *harness) run(ctx context.Context) error {
 	for rep := 1; rep <= h.opts.Reps && h.opts.runs("idle"); rep++ {
 		fmt.Fprintf(h.out, "idle memory, repetition %d of %d, %d tunnels\n", rep, h.opts.Reps, h.opts.IdleTunnels)
 		for _, l := range h.live {
-			if l.s.start == nil || l.dead {
+			if l.s.start == nil || l.dead || !l.s.measures("idle") {
 				continue
 			}
 			for _, r := range l.routes() {
@@ -189,15 +196,18 @@ func (h *harness) run(ctx context.Context) error {
 	return errors.Join(h.errs...)
 }
 
+// step is one scenario run against one route of a live subject.
+type step struct {
+	name string
+	run  func(context.Context, *live, route)
+}
+
 // steps are the selected scenarios that share long-lived instances.
-func (h *harness) steps() []func(context.Context, *live, route) {
-	var out []func(context.Context, *live, route)
-	for _, st := range []struct {
-		name string
-		step func(context.Context, *live, route)
-	}{{"bulk", h.bulkStep}, {"new", h.newTunnelStep}, {"rtt", h.rttStep}, {"forward", h.forwardStep}} {
+func (h *harness) steps() []step {
+	var out []step
+	for _, st := range []step{{"bulk", h.bulkStep}, {"new", h.newTunnelStep}, {"rtt", h.rttStep}, {"forward", h.forwardStep}, {"tls", h.tlsStep}} {
 		if h.opts.runs(st.name) {
-			out = append(out, st.step)
+			out = append(out, st)
 		}
 	}
 	return out
@@ -206,7 +216,7 @@ func (h *harness) steps() []func(context.Context, *live, route) {
 func (l *live) routes() []route {
 	out := make([]route, 0, len(l.s.fronts))
 	for _, f := range l.s.fronts {
-		out = append(out, route{front: f, proxy: l.inst.addr})
+		out = append(out, route{front: f, proxy: l.inst.addr, intercepts: l.s.intercepts})
 	}
 	return out
 }
@@ -332,6 +342,38 @@ func (h *harness) forwardStep(ctx context.Context, l *live, r route) {
 	h.record(l, r.front, mFwdP99, res.lat.percentile(99))
 	h.progress(l, r, what, "%.0f req/s over %d connections, p50 %.0f µs, p99 %.0f µs",
 		res.perSecond(), res.conns, res.lat.percentile(50), res.lat.percentile(99))
+}
+
+func (h *harness) tlsStep(ctx context.Context, l *live, r route) {
+	const what = "HTTPS requests"
+	cpu0 := l.cpu()
+	res := httpsRequests(ctx, h.o, r, h.roots, h.opts.ForwardConns, h.opts.Duration)
+	cpu1 := l.cpu()
+	if res.failures > 0 || res.ops == 0 {
+		h.note(l.s, r.front, what, fmt.Errorf("%d of %d requests failed: %w", res.failures, res.ops+res.failures, errOr(res.firstErr, errNoOps)))
+	}
+	if res.ops > 0 {
+		h.record(l, r.front, mTLSRate, res.perSecond())
+		h.record(l, r.front, mTLSP50, res.lat.percentile(50))
+		h.record(l, r.front, mTLSP99, res.lat.percentile(99))
+		h.progress(l, r, what, "%.0f req/s over %d connections, p50 %.0f µs, p99 %.0f µs",
+			res.perSecond(), res.conns, res.lat.percentile(50), res.lat.percentile(99))
+		if cpu0 >= 0 {
+			per := (cpu1 - cpu0) / float64(res.ops) * 1000
+			h.record(l, r.front, mTLSCPU, per)
+			h.progress(l, r, "proxy CPU per 1,000 HTTPS requests", "%.3f s", per)
+		}
+	}
+	const whatNew = "new HTTPS connections"
+	nc := httpsConnections(ctx, h.o, r, h.roots, h.opts.NewTunnelConcurrency, h.opts.Duration)
+	if nc.failures > 0 || nc.ops == 0 {
+		h.note(l.s, r.front, whatNew, fmt.Errorf("%d of %d connections failed: %w", nc.failures, nc.ops+nc.failures, errOr(nc.firstErr, errNoOps)))
+	}
+	if nc.ops > 0 {
+		h.record(l, r.front, mTLSNewRate, nc.perSecond())
+		h.record(l, r.front, mTLSNewP50, nc.lat.percentile(50))
+		h.progress(l, r, whatNew, "%.0f conns/s, p50 %.0f µs", nc.perSecond(), nc.lat.percentile(50))
+	}
 }
 
 func errOr(err, fallback error) error {

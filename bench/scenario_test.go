@@ -68,6 +68,17 @@ func TestScenariosDirectAndThroughProxy(t *testing.T) {
 				assert.Equal(t, 2, fw.conns, "keep-alive: one connection per client")
 			}
 
+			hs := httpsRequests(ctx, o, r, o.roots, 2, tiny)
+			require.NoError(t, hs.firstErr)
+			assert.Zero(t, hs.failures)
+			assert.Positive(t, hs.ops)
+			assert.Equal(t, 2, hs.conns, "keep-alive: one TLS connection per client")
+
+			hn := httpsConnections(ctx, o, r, o.roots, 2, tiny)
+			require.NoError(t, hn.firstErr)
+			assert.Zero(t, hn.failures)
+			assert.Positive(t, hn.ops)
+
 			conns, err := openTunnels(ctx, o, r, 40)
 			require.NoError(t, err)
 			assert.Len(t, conns, 40)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ const (
 	colDirect    = "direct"
 	colHopper    = "hopper"
 	colChained   = "hopper chained"
+	colMITM      = "hopper MITM"
 	colTinyproxy = "tinyproxy"
 	colDante     = "dante"
 )
@@ -32,7 +34,14 @@ type subject struct {
 	absent string
 	// own marks hopper's columns: their failures fail the run.
 	own bool
+	// only, when set, is the one scenario the subject is measured in.
+	only string
+	// intercepts marks a subject that terminates TLS (MITM).
+	intercepts bool
 }
+
+// measures reports whether s takes part in scenario.
+func (s *subject) measures(scenario string) bool { return s.only == "" || s.only == scenario }
 
 // instance is a running subject. Direct has addr "" and pid 0.
 type instance struct {
@@ -119,9 +128,45 @@ func chainedSubject(hl *hopperLauncher, dir string) *subject {
 	}
 }
 
+// mitmSubject runs hopper with --mitm and a CA made for the run in dir: the
+// client trusts that CA, hopper re-originates TLS to the origin with the
+// chrome profile (--insecure-origin: the origin's certificate is
+// self-signed). Only the HTTPS scenario measures it, and over CONNECT only:
+// everything else would measure plain tunnels again, and hopper intercepts
+// SOCKS streams to port 443 alone, which the origin's random port is not.
+func mitmSubject(hl *hopperLauncher, dir string, roots *x509.CertPool) *subject {
+	return &subject{
+		name:   colMITM,
+		fronts: []Front{FrontCONNECT},
+		own:    true,
+		only:   "tls",
+		// The HTTPS client checks every connection was intercepted.
+		intercepts: true,
+		start: func(ctx context.Context) (*instance, error) {
+			caDir := filepath.Join(dir, "mitm-ca")
+			cmd := exec.CommandContext(ctx, hl.bin, "ca", "init", "--ca-dir", caDir)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("%w: hopper ca init: %w: %s", ErrStart, err, strings.TrimSpace(string(out)))
+			}
+			pem, err := os.ReadFile(filepath.Join(caDir, "ca.pem"))
+			if err != nil {
+				return nil, fmt.Errorf("%w: MITM CA: %w", ErrStart, err)
+			}
+			if !roots.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("%w: MITM CA: %s holds no certificate", ErrStart, caDir)
+			}
+			p, err := hl.start(ctx, colMITM, "", "--mitm", "--ca-dir", caDir, "--insecure-origin", "--profile", "chrome")
+			if err != nil {
+				return nil, err
+			}
+			return processInstance(p), nil
+		},
+	}
+}
+
 // start runs `hopper serve` on a free loopback port, with an upstream list
 // file unless upstreams is empty.
-func (hl *hopperLauncher) start(ctx context.Context, name, upstreams string) (*process, error) {
+func (hl *hopperLauncher) start(ctx context.Context, name, upstreams string, args ...string) (*process, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -130,6 +175,7 @@ func (hl *hopperLauncher) start(ctx context.Context, name, upstreams string) (*p
 	if upstreams != "" {
 		argv = append(argv, "--upstreams", upstreams)
 	}
+	argv = append(argv, args...)
 	argv = append(argv, hl.extra...)
 	var env []string
 	if hl.profiles != "" {

@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"time"
+)
+
+// The HTTPS scenario measures what TLS costs through each column: the
+// client speaks TLS 1.3 to the HTTPS origin through a tunnel. Through plain
+// tunnels (direct, hopper, chained, peers) TLS is end to end and the proxy
+// only relays it; through the MITM column hopper terminates the client's
+// TLS with a leaf of its own CA and makes a second TLS connection to the
+// origin with a browser ClientHello, which is the price of interception.
+
+// originCert makes the HTTPS origin's self-signed certificate for
+// 127.0.0.1; it doubles as the root the client trusts for it.
+func originCert() (tls.Certificate, *x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(now.UnixNano()),
+		Subject:               pkix.Name{CommonName: "hopper-bench origin"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf, nil
+}
+
+// httpsClient is one keep-alive HTTPS/1.1 connection through a route.
+type httpsClient struct {
+	r          route
+	origin     *x509.Certificate
+	target     string
+	cfg        *tls.Config
+	request    []byte
+	conn       *tls.Conn
+	br         *bufio.Reader
+	unwatch    func()
+	reconnects int
+}
+
+func newHTTPSClient(r route, o *origins, roots *x509.CertPool) *httpsClient {
+	target := o.httpsAddr()
+	return &httpsClient{
+		r:      r,
+		origin: o.cert,
+		target: target,
+		// No ALPN: the request below is HTTP/1.1 whatever the far side
+		// would prefer.
+		cfg:     &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
+		request: []byte("GET /1k HTTP/1.1\r\nHost: " + target + "\r\nUser-Agent: hopper-bench\r\n\r\n"),
+	}
+}
+
+// get sends one request, opening the tunnel and TLS first when needed, and
+// retries once on a fresh connection when a reused one failed.
+func (c *httpsClient) get(ctx context.Context) error {
+	reused := c.conn != nil
+	err := c.try(ctx)
+	if err != nil && reused {
+		c.reset()
+		err = c.try(ctx)
+	}
+	if err != nil {
+		c.reset()
+	}
+	return err
+}
+
+func (c *httpsClient) connect(ctx context.Context) error {
+	raw, err := c.r.dial(ctx, c.target)
+	if err != nil {
+		return err
+	}
+	tc := tls.Client(raw, c.cfg)
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		_ = raw.Close()
+		return fmt.Errorf("%w: TLS: %w", ErrHandshake, err)
+	}
+	if got := tc.ConnectionState().PeerCertificates[0]; got.Equal(c.origin) == c.r.intercepts {
+		_ = raw.Close()
+		if c.r.intercepts {
+			return fmt.Errorf("%w: the proxy did not intercept TLS (the origin's own certificate arrived)", ErrHandshake)
+		}
+		return fmt.Errorf("%w: a certificate other than the origin's arrived (%s)", ErrHandshake, got.Subject)
+	}
+	c.conn, c.br = tc, bufio.NewReaderSize(tc, 4096)
+	c.unwatch = interruptOnDone(ctx, raw)
+	c.reconnects++
+	return nil
+}
+
+func (c *httpsClient) try(ctx context.Context) error {
+	if c.conn == nil {
+		if err := c.connect(ctx); err != nil {
+			return err
+		}
+	}
+	_ = c.conn.SetDeadline(time.Now().Add(safety))
+	if _, err := c.conn.Write(c.request); err != nil {
+		return fmt.Errorf("https write: %w", err)
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return fmt.Errorf("https response: %w", err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("https body: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK || n != httpBodySize {
+		return fmt.Errorf("%w: status %d, %d body bytes", ErrHTTP, resp.StatusCode, n)
+	}
+	if resp.Close {
+		c.reset()
+	}
+	return nil
+}
+
+func (c *httpsClient) reset() {
+	if c.conn != nil {
+		c.unwatch()
+		_ = c.conn.Close()
+		c.conn, c.br = nil, nil
+	}
+}
+
+// httpsRequests sends GETs for d from conns keep-alive HTTPS clients.
+func httpsRequests(ctx context.Context, o *origins, r route, roots *x509.CertPool, conns int, d time.Duration) forwardResult {
+	clients := make([]*httpsClient, conns)
+	for i := range clients {
+		clients[i] = newHTTPSClient(r, o, roots)
+	}
+	res := closedLoop(ctx, conns, d, func(ctx context.Context, w int) error {
+		return clients[w].get(ctx)
+	})
+	out := forwardResult{rateResult: res}
+	for _, c := range clients {
+		out.conns += c.reconnects
+		c.reset()
+	}
+	return out
+}
+
+// httpsConnections opens, for d, new HTTPS connections from concurrency
+// clients: tunnel, full TLS handshake (no resumption), one GET, close.
+func httpsConnections(ctx context.Context, o *origins, r route, roots *x509.CertPool, concurrency int, d time.Duration) rateResult {
+	return closedLoop(ctx, concurrency, d, func(ctx context.Context, _ int) error {
+		c := newHTTPSClient(r, o, roots)
+		defer c.reset()
+		return c.try(ctx)
+	})
+}
