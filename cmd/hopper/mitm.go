@@ -128,20 +128,34 @@ func requestsPerDial(rotation string) int {
 	}
 }
 
-// tunnelInterceptor and socksInterceptor are ic as the front ends'
-// interfaces: nil, never a typed nil, without --mitm.
-func tunnelInterceptor(ic *mitm.Interceptor) tunnel.Interceptor {
-	if ic == nil {
-		return nil
-	}
-	return ic
+// vettedInterceptor asks the ACL before interception takes a stream over.
+// Interception answers the client (200, SOCKS success) before anything is
+// dialed, so a denied target would otherwise get its 403 inside TLS the
+// client had to set up first; declined here, the stream goes the ordinary
+// way, through the ACL dialer, and gets the error contract's 403 / 0x02.
+type vettedInterceptor struct {
+	*mitm.Interceptor
+	check func(*dial.Request) error
 }
 
-func socksInterceptor(ic *mitm.Interceptor) socks.Interceptor {
+func (v vettedInterceptor) Intercept(req *dial.Request) bool {
+	return v.check(req) == nil && v.Interceptor.Intercept(req)
+}
+
+// tunnelInterceptor and socksInterceptor are ic, vetted by check, as the
+// front ends' interfaces: nil, never a typed nil, without --mitm.
+func tunnelInterceptor(ic *mitm.Interceptor, check func(*dial.Request) error) tunnel.Interceptor {
 	if ic == nil {
 		return nil
 	}
-	return ic
+	return vettedInterceptor{ic, check}
+}
+
+func socksInterceptor(ic *mitm.Interceptor, check func(*dial.Request) error) socks.Interceptor {
+	if ic == nil {
+		return nil
+	}
+	return vettedInterceptor{ic, check}
 }
 
 // caPEMOf serves /ca.pem on the admin port while interception is on.

@@ -92,7 +92,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ConnectTimeout: cfg.ConnectTimeout,
 		Logger:         log,
 		Observer:       observerOf(metrics),
-		Interceptor:    socksInterceptor(ic),
+		Interceptor:    socksInterceptor(ic, dialer.Check),
 	})
 	if err != nil {
 		return err
@@ -109,7 +109,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Dialer:         dialer,
 		Auth:           authn,
 		SOCKS:          socksSrv,
-		Interceptor:    tunnelInterceptor(ic),
+		Interceptor:    tunnelInterceptor(ic, dialer.Check),
 		Logger:         log,
 		HeaderTimeout:  cfg.HeaderTimeout,
 		IdleTimeout:    cfg.IdleTimeout,
