@@ -2,14 +2,12 @@ package check
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -132,8 +130,8 @@ func fetchJudge(ctx context.Context, client *http.Client, j judgeURL) JudgeStatu
 	return st
 }
 
-// parseJudgeAnswer accepts a 200 answer of at most maxJudgeBody bytes that is
-// a JSON judge report with a valid "ip", as rotate's prober does.
+// parseJudgeAnswer accepts a 200 answer of at most maxJudgeBody bytes in a
+// format rotate.ParseJudgeReport reads, as rotate's prober does.
 func parseJudgeAnswer(status int, body []byte) (netip.Addr, error) {
 	if status != http.StatusOK {
 		return netip.Addr{}, fmt.Errorf("%w (status %d)", ErrBadJudge, status)
@@ -141,15 +139,11 @@ func parseJudgeAnswer(status int, body []byte) (netip.Addr, error) {
 	if len(body) > maxJudgeBody {
 		return netip.Addr{}, fmt.Errorf("%w (larger than %d bytes)", ErrBadJudge, maxJudgeBody)
 	}
-	var rep rotate.JudgeReport
-	if err := json.Unmarshal(body, &rep); err != nil {
-		return netip.Addr{}, fmt.Errorf("%w (not JSON)", ErrBadJudge)
-	}
-	ip, err := netip.ParseAddr(strings.TrimSpace(rep.IP))
+	rep, err := rotate.ParseJudgeReport(body)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%w (no valid \"ip\")", ErrBadJudge)
+		return netip.Addr{}, fmt.Errorf("%w (%w)", ErrBadJudge, err)
 	}
-	return ip.Unmap(), nil
+	return netip.MustParseAddr(rep.IP), nil // ParseJudgeReport checked it
 }
 
 func containsAddr(list []netip.Addr, a netip.Addr) bool {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -205,4 +208,36 @@ func TestConfigValidate(t *testing.T) {
 	}
 	cfg := Config{Timeout: time.Second, Concurrency: 10}
 	assert.Equal(t, 5*(time.Second+100*time.Millisecond), cfg.Budget(41))
+}
+
+// TestAzenvJudge: a judge in the environment-dump format most public
+// judges use (azenv.php) works as well as hopper's own JSON judge, direct
+// and through proxies.
+func TestAzenvJudge(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	azenv := serveHandler(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintf(w, "<html><body><pre>\nREMOTE_ADDR = %s\nHTTP_HOST = %s\n", host, r.Host)
+		for k, v := range r.Header {
+			fmt.Fprintf(w, "HTTP_%s = %s\n", strings.ToUpper(strings.ReplaceAll(k, "-", "_")), strings.Join(v, ", "))
+		}
+		fmt.Fprint(w, "</pre></body></html>\n")
+	}))
+	elite, err := rotate.ParseEntry("http://" + startProxy(t, proxySpec{egress: "127.0.0.83"}))
+	require.NoError(t, err)
+	leaky, err := rotate.ParseEntry("http://" + startProxy(t, proxySpec{egress: "127.0.0.84", headers: headersTransparent}))
+	require.NoError(t, err)
+	c, err := New(Config{Judges: []string{azenv}, Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	rep, err := c.Run(context.Background(), []rotate.Entry{elite, leaky}, nil)
+	require.NoError(t, err)
+	require.Len(t, rep.Judges, 1)
+	require.NoError(t, rep.Judges[0].Err, "the judge's direct answer is accepted")
+	require.Len(t, rep.Results, 2)
+	assert.Equal(t, OutcomeOK, rep.Results[0].Outcome, "%v", rep.Results[0].Err)
+	assert.Equal(t, "127.0.0.83", rep.Results[0].ExitIP.String())
+	assert.Equal(t, rotate.AnonymityElite, rep.Results[0].Anonymity)
+	assert.Equal(t, "127.0.0.84", rep.Results[1].ExitIP.String())
+	assert.Equal(t, rotate.AnonymityTransparent, rep.Results[1].Anonymity)
 }

@@ -79,6 +79,9 @@ type JudgeReport struct {
 	IP string `json:"ip"`
 	// Headers are the request headers the judge received, names canonical.
 	Headers http.Header `json:"headers"`
+	// HeadersUnknown marks a judge that shows the address alone (a bare-IP
+	// answer): only a transparent exit can be recognised then.
+	HeadersUnknown bool `json:"-"`
 }
 
 // Headers through which proxies reveal themselves or their client. The first
@@ -110,6 +113,9 @@ func ClassifyAnonymity(r JudgeReport, self []netip.Addr) Anonymity {
 	}
 	if containsAddr(self, exit) {
 		return AnonymityTransparent
+	}
+	if r.HeadersUnknown {
+		return AnonymityUnknown
 	}
 	revealed := false
 	for _, name := range addressHeaders {

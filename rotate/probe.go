@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -77,24 +76,15 @@ func (pr *Prober) checkJudge(ctx context.Context, u *Upstream) ProbeResult {
 	if err != nil {
 		return r
 	}
-	var rep JudgeReport
-	ip, perr := netip.ParseAddr(jsonIP(body, &rep))
+	rep, perr := ParseJudgeReport(body)
 	if perr != nil || status != http.StatusOK {
 		r.Err = proxyFailure("probe", fmt.Errorf("%w (status %d)", ErrBadJudgeReply, status))
 		return r
 	}
 	r.Report = &rep
-	r.ExitIP = ip.Unmap()
+	r.ExitIP = netip.MustParseAddr(rep.IP) // ParseJudgeReport checked it
 	r.Anonymity = ClassifyAnonymity(rep, pr.SelfAddrs())
 	return r
-}
-
-// jsonIP decodes a judge report into rep and returns its IP ("" if none).
-func jsonIP(body []byte, rep *JudgeReport) string {
-	if json.Unmarshal(body, rep) != nil {
-		return ""
-	}
-	return rep.IP
 }
 
 // fetchThrough GETs target through u: as an absolute-form request to an
@@ -202,8 +192,12 @@ func (pr *Prober) fetchDirect(ctx context.Context) (JudgeReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	if _, perr := netip.ParseAddr(jsonIP(body, &rep)); resp.StatusCode != http.StatusOK || perr != nil {
+	if resp.StatusCode != http.StatusOK {
 		return rep, fmt.Errorf("%w (status %d)", ErrBadJudgeReply, resp.StatusCode)
+	}
+	rep, err = ParseJudgeReport(body)
+	if err != nil {
+		return rep, fmt.Errorf("%w: %w", ErrBadJudgeReply, err)
 	}
 	return rep, nil
 }
