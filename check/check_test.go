@@ -170,7 +170,7 @@ func TestCheckFiftyMixedUpstreams(t *testing.T) {
 	listText := "# mixed upstreams\n" + strings.Join(list, "\n") + "\nnot a proxy at all\n" + list[0] + "   # again\n"
 	require.NoError(t, os.WriteFile(listPath, []byte(listText), 0o600))
 	require.NoError(t, os.WriteFile(socksPath, []byte(strings.Join(socksList, "\r\n")+"\r\n"), 0o600))
-	jsonItems = append(jsonItems, map[string]any{"ip": "127.0.0.1", "port": 1080, "protocol": "socks4"})
+	jsonItems = append(jsonItems, map[string]any{"ip": "127.0.0.1", "port": 1080, "protocol": "ftp"})
 	js, err := json.Marshal(map[string]any{"proxies": jsonItems})
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(jsonPath, js, 0o600))

@@ -21,7 +21,7 @@ var (
 	// holding one under "proxies", "data", "list", "results" or "items").
 	ErrBadJSON = errors.New("not a JSON list of proxies")
 	// ErrUnsupportedProtocol: a JSON element names a protocol hopper cannot
-	// speak (socks4, for instance).
+	// speak (ftp, for instance).
 	ErrUnsupportedProtocol = errors.New("unsupported protocol")
 	// ErrBadItem: a JSON element lacks an address or a port, or is neither
 	// an object nor a string.
@@ -69,15 +69,18 @@ func Parse(name string, data []byte) ([]rotate.Entry, []error) {
 	return parseLines(name, data, bare)
 }
 
-// bareScheme is the scheme of entries that name none in a source: SOCKS5
-// when the source's file name says so, else HTTP.
+// bareScheme is the scheme of entries that name none in a source: SOCKS5 or
+// SOCKS4 when the source's file name says so, else HTTP.
 func bareScheme(name string) rotate.Scheme {
 	base := name
 	if u, err := url.Parse(name); err == nil && u.Path != "" {
 		base = u.Path
 	}
-	if strings.Contains(strings.ToLower(path.Base(base)), "socks5") {
+	switch file := strings.ToLower(path.Base(base)); {
+	case strings.Contains(file, "socks5"):
 		return rotate.SchemeSOCKS5
+	case strings.Contains(file, "socks4"):
+		return rotate.SchemeSOCKS4
 	}
 	return rotate.SchemeHTTP
 }
@@ -223,7 +226,9 @@ func jsonEntry(it any, bare rotate.Scheme) (rotate.Entry, error) {
 }
 
 // jsonScheme reads "protocol" (or "type", "scheme", "proto"), else the first
-// supported name in "protocols" (or "types"); bare when there is none.
+// supported name in "protocols" (or "types"), SOCKS4 only when nothing
+// better is listed (it has no password and reaches IPv4 targets alone);
+// bare when there is none.
 func jsonScheme(obj map[string]any, bare rotate.Scheme) (rotate.Scheme, error) {
 	if p := scalar(lookup(obj, "protocol", "type", "scheme", "proto")); p != "" {
 		return protocolScheme(p)
@@ -233,14 +238,24 @@ func jsonScheme(obj map[string]any, bare rotate.Scheme) (rotate.Scheme, error) {
 		return bare, nil
 	}
 	var first error
+	var socks4 rotate.Scheme
 	for _, v := range list {
 		s, err := protocolScheme(scalar(v))
-		if err == nil {
+		switch {
+		case err != nil:
+			if first == nil {
+				first = err
+			}
+		case s == rotate.SchemeSOCKS4 || s == rotate.SchemeSOCKS4A:
+			if socks4 == 0 {
+				socks4 = s
+			}
+		default:
 			return s, nil
 		}
-		if first == nil {
-			first = err
-		}
+	}
+	if socks4 != 0 {
+		return socks4, nil
 	}
 	return 0, first
 }
@@ -253,6 +268,10 @@ func protocolScheme(p string) (rotate.Scheme, error) {
 		return rotate.SchemeSOCKS5, nil
 	case "socks5h":
 		return rotate.SchemeSOCKS5H, nil
+	case "socks4":
+		return rotate.SchemeSOCKS4, nil
+	case "socks4a":
+		return rotate.SchemeSOCKS4A, nil
 	}
 	return 0, fmt.Errorf("%w %q", ErrUnsupportedProtocol, truncate(p, 20))
 }

@@ -3,6 +3,7 @@ package rotate
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"strconv"
 
@@ -42,7 +43,7 @@ func (u *Upstream) dial(ctx context.Context, req *dial.Request, env *dialEnv, se
 			addr = net.JoinHostPort(host, strconv.Itoa(int(e.Port)))
 		}
 		user, pass = f.expand(user), f.expand(pass)
-		if user != "" && e.Scheme != SchemeSOCKS5 && e.Scheme != SchemeSOCKS5H {
+		if user != "" && !e.Scheme.socks() {
 			auth = basicAuth(user, pass)
 		}
 	}
@@ -61,6 +62,23 @@ func (u *Upstream) dial(ctx context.Context, req *dial.Request, env *dialEnv, se
 			return nil, err
 		}
 		return &dial.Outbound{Conn: tc}, nil
+	case SchemeSOCKS4, SchemeSOCKS4A:
+		t, err := resolveSOCKSTarget(ctx, env.resolver, req.Target, e.Scheme == SchemeSOCKS4A)
+		if err != nil {
+			return nil, err
+		}
+		if t.name == "" && !t.ip.Is4() {
+			return nil, fmt.Errorf("%w: %s: SOCKS4 reaches IPv4 targets only", dial.ErrTargetUnreachable, req.Target)
+		}
+		c, err := connectProxy(ctx, e.Scheme, host, addr, env)
+		if err != nil {
+			return nil, err
+		}
+		if err := connectSOCKS4(ctx, c, t, user); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		return &dial.Outbound{Conn: c}, nil
 	default: // SOCKS5, socks5h
 		t, err := resolveSOCKSTarget(ctx, env.resolver, req.Target, e.Scheme == SchemeSOCKS5H)
 		if err != nil {

@@ -17,7 +17,15 @@ const (
 	SchemeSOCKS5                    // SOCKS5, target names resolved locally
 	SchemeSOCKS5H                   // SOCKS5, target names resolved by the upstream
 	SchemeDirect                    // no proxy: egress from a local address
+	SchemeSOCKS4                    // SOCKS4, IPv4 targets resolved locally
+	SchemeSOCKS4A                   // SOCKS4a, target names resolved by the upstream
 )
+
+// socks reports whether s is a SOCKS scheme (credentials go in the
+// handshake, not in a Proxy-Authorization header).
+func (s Scheme) socks() bool {
+	return s == SchemeSOCKS5 || s == SchemeSOCKS5H || s == SchemeSOCKS4 || s == SchemeSOCKS4A
+}
 
 func (s Scheme) String() string {
 	switch s {
@@ -31,6 +39,10 @@ func (s Scheme) String() string {
 		return "socks5h"
 	case SchemeDirect:
 		return "direct"
+	case SchemeSOCKS4:
+		return "socks4"
+	case SchemeSOCKS4A:
+		return "socks4a"
 	default:
 		return "invalid"
 	}

@@ -74,7 +74,7 @@ func TestParseEntryValid(t *testing.T) {
 }
 
 var invalidEntries = []string{
-	"", "ftp://host:21", "socks4://h:1", "http://", "http://host:0", "http://host:65536", "http://host:port",
+	"", "ftp://host:21", "socks4://u:p@h:1", "socks9://h:1", "http://", "http://host:0", "http://host:65536", "http://host:port",
 	"host", "host:", "host:1:user", "http://:secret@host:1", "http://host:1/path", "http://host:1?q",
 	"2001:db8::1", "[2001:db8::1", "[1.2.3.4]:80", "[fe80::1%eth0]:80", "bad_host!:80", "a..b:80",
 	"http://us:er:pw@host:1x", "direct://", "direct://nope", "direct://10.0.0.0/33", "direct://10.0.0.0/-1",

@@ -20,8 +20,9 @@ func invalid(format string, args ...any) error {
 // ParseEntry parses one upstream entry (a list line without its comment):
 //
 //	http://user:pass@host:port   https://host:port   socks5://host:port
-//	socks5h://user:pass@host:port   host:port   host:port:user:pass
-//	user:pass@host:port   direct   direct://ADDR   direct://PREFIX/LEN
+//	socks5h://user:pass@host:port   socks4://userid@host:port   socks4a://host:port
+//	host:port   host:port:user:pass   user:pass@host:port
+//	direct   direct://ADDR   direct://PREFIX/LEN
 //
 // URL forms percent-decode their credentials and default the port (http 80,
 // https 443, socks 1080); the bare forms are HTTP proxies, take credentials
@@ -46,6 +47,10 @@ func ParseEntry(s string) (Entry, error) {
 			return parseURLForm(SchemeSOCKS5, rest)
 		case "socks5h":
 			return parseURLForm(SchemeSOCKS5H, rest)
+		case "socks4":
+			return parseURLForm(SchemeSOCKS4, rest)
+		case "socks4a":
+			return parseURLForm(SchemeSOCKS4A, rest)
 		case "direct":
 			return parseDirect(rest)
 		default:
@@ -256,6 +261,14 @@ func checkCredentials(e Entry) error {
 	if e.Scheme == SchemeSOCKS5 || e.Scheme == SchemeSOCKS5H {
 		if len(e.User) > 255 || len(e.Pass) > 255 {
 			return invalid("SOCKS5 credentials longer than 255 bytes")
+		}
+	}
+	if e.Scheme == SchemeSOCKS4 || e.Scheme == SchemeSOCKS4A {
+		if e.Pass != "" {
+			return invalid("SOCKS4 has a user ID but no password")
+		}
+		if len(e.User) > maxUserID4 {
+			return invalid("SOCKS4 user ID longer than %d bytes", maxUserID4)
 		}
 	}
 	return nil
