@@ -90,7 +90,7 @@ func TestChromiumLoadsAPageThroughHopper(t *testing.T) {
 	hellos := w.origin.Hellos()
 	require.NotEmpty(t, hellos)
 	got := summarize(hellos[0].Ciphers, hellos[0].Extensions, hellos[0].ALPN)
-	assert.Equal(t, expectedHello(t, firefox.HelloID).Ciphers, got.Ciphers, "the origin saw Firefox's ClientHello, not Chromium's")
+	assert.Equal(t, expectedHello(t, firefox).Ciphers, got.Ciphers, "the origin saw Firefox's ClientHello, not Chromium's")
 }
 
 // chromiumReport loads url in headless Chromium (trusting the NSS database

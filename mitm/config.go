@@ -116,6 +116,24 @@ type Config struct {
 	MaxIdentities    int
 	MaxCookiesPerJar int
 
+	// Shared, if set, keeps every identity (profile name and cookies, not
+	// request counts or cool-downs) in a store other instances share, under
+	// identity/<upstream>/<site>, so that instances behind one load
+	// balancer show each site one identity per upstream. A new origin
+	// connection reads its pair's record (concurrent ones share the read),
+	// taking up a pair this instance does not hold yet, another instance's
+	// rotation, and cookies set through other instances; a response that
+	// sets cookies, and a rotation, write it back. Of concurrent changes
+	// the later cookie (per cookie) and the later rotation win. Each call
+	// waits at most the store's own timeout; when the store cannot be
+	// reached, identities stay local until it can. Nil keeps identities in
+	// this process only.
+	Shared SharedStore
+	// SharedTTL is how long an identity's record lives in Shared after it
+	// was last written (default 24h); records in use are written again
+	// half way.
+	SharedTTL time.Duration
+
 	// PassClientCookies sends the client's own Cookie header after the
 	// identity's cookies. Off by default: a client that sees responses from
 	// several identities would otherwise carry cookies across them.
@@ -179,7 +197,7 @@ func (c *Config) compileOptions() (compiled, error) {
 	var out compiled
 	switch {
 	case c.ConnectTimeout < 0, c.HandshakeTimeout < 0, c.IdleTimeout < 0, c.SniffTimeout < 0,
-		c.Cooldown < 0, c.MaxCooldown < 0:
+		c.Cooldown < 0, c.MaxCooldown < 0, c.SharedTTL < 0:
 		return out, fmt.Errorf("%w: negative duration", ErrInvalidConfig)
 	case c.RotateAfterRequests < 0, c.ForbiddenUntilRotate < 0, c.MaxLeaves < 0,
 		c.MaxIdentities < 0, c.MaxCookiesPerJar < 0:
@@ -208,6 +226,7 @@ func (c Config) withDefaults() Config {
 	def(&c.SniffTimeout, DefaultSniffTimeout)
 	def(&c.Cooldown, DefaultCooldown)
 	def(&c.MaxCooldown, DefaultMaxCooldown)
+	def(&c.SharedTTL, DefaultSharedTTL)
 	defInt := func(d *int, v int) {
 		if *d == 0 {
 			*d = v

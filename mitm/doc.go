@@ -24,6 +24,9 @@
 //     fingerprints it must produce) and a bounded cookie jar per (upstream,
 //     site), rotated on 429, after a number of requests, after repeated
 //     403s, and on ResetUpstream; 429 cools a pair down for Retry-After;
+//     with Config.Shared, kept in line across instances through a shared
+//     store (shared.go: a JSON record per pair, read on every new origin
+//     connection, written when it changes; cookies merged newest first);
 //   - the mirror profile: the client's own ClientHello (captured before
 //     the TLS server reads it and rebuilt with uTLS's Fingerprinter), its
 //     HTTP/2 preface and each request's header order and priority, copied
@@ -34,7 +37,8 @@
 // that opens a tunnel (the front ends, which call Intercept and
 // ServeIntercepted through an interface of their own), how an upstream is
 // chosen and its health (the dial.Dialer: Config.OnBan and ResetUpstream
-// are the hooks to tell it about bans and to hear about recoveries), moving
+// are the hooks to tell it about bans and to hear about recoveries), the
+// shared store itself (a SharedStore the caller passes), moving
 // bytes of streams that are not TLS (relay), parsing ClientHellos and
 // HTTP/2 frames for fingerprints (fingerprint), and flags, files and the
 // admin server (cmd/hopper, which serves CA.ServeHTTP at /ca.pem).

@@ -45,16 +45,33 @@ func summarize(ciphers, exts []uint16, alpn []string) helloSummary {
 	return s
 }
 
-// expectedHello builds the ClientHello uTLS sends for id and summarizes it.
-func expectedHello(t testing.TB, id utls.ClientHelloID) helloSummary {
+// profileHello builds the ClientHello hopper sends an origin for p, as
+// originTLS does: p's HelloSpec, or uTLS's parrot for its HelloID.
+func profileHello(t testing.TB, p *Profile) *fingerprint.ClientHello {
 	t.Helper()
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	uc := utls.UClient(a, &utls.Config{ServerName: "shop.example"}, id)
+	cfg := &utls.Config{ServerName: "shop.example"}
+	var uc *utls.UConn
+	if p.HelloSpec != nil {
+		spec, err := p.HelloSpec()
+		require.NoError(t, err)
+		uc = utls.UClient(a, cfg, utls.HelloCustom)
+		require.NoError(t, uc.ApplyPreset(spec))
+	} else {
+		uc = utls.UClient(a, cfg, p.HelloID)
+	}
 	require.NoError(t, uc.BuildHandshakeState())
 	h, err := fingerprint.ParseClientHello(uc.HandshakeState.Hello.Raw)
 	require.NoError(t, err)
+	return h
+}
+
+// expectedHello summarizes the ClientHello hopper sends for p.
+func expectedHello(t testing.TB, p *Profile) helloSummary {
+	t.Helper()
+	h := profileHello(t, p)
 	return summarize(h.CipherSuites, h.Extensions, h.ALPN)
 }
 
@@ -70,7 +87,7 @@ func TestOriginSeesTheProfilesClientHello(t *testing.T) {
 				hellos := w.origin.Hellos()
 				require.Len(t, hellos, 1)
 				got := summarize(hellos[0].Ciphers, hellos[0].Extensions, hellos[0].ALPN)
-				want := expectedHello(t, p.HelloID)
+				want := expectedHello(t, &p)
 				assert.Equal(t, want.Ciphers, got.Ciphers, "cipher suites, in order")
 				assert.Equal(t, want.Extensions, got.Extensions, "extension set")
 				assert.Equal(t, want.ALPN, got.ALPN, "ALPN as the browser offers it")
@@ -124,7 +141,7 @@ func referenceHellos(t *testing.T, pki *originPKI) (goHello, curlHello helloSumm
 
 func TestEveryProfileOffersH2AndHTTP1(t *testing.T) {
 	for _, p := range Profiles() {
-		s := expectedHello(t, p.HelloID)
+		s := expectedHello(t, &p)
 		assert.NotEmpty(t, s.Ciphers, p.Name)
 		assert.NotEmpty(t, s.Extensions, p.Name)
 		assert.Equal(t, []string{"h2", "http/1.1"}, s.ALPN, p.Name)

@@ -103,7 +103,7 @@ func roundTrip(cc *h2Conn, req *http.Request) <-chan rtResult {
 // update, the PRIORITY tree, then HEADERS on the first stream with the
 // profile's priority, pseudo-header order and header order.
 func TestH2PrefaceIsTheProfiles(t *testing.T) {
-	for _, name := range []string{"chrome", "firefox", "safari"} {
+	for _, name := range []string{"chrome", "firefox", "firefox120", "safari"} {
 		t.Run(name, func(t *testing.T) {
 			p := profile(t, name)
 			cc, peer := newRawPeer(t, p)

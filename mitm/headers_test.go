@@ -42,7 +42,7 @@ func TestApplyProfile(t *testing.T) {
 		{
 			name: "POST gets identity headers only", profile: "firefox", method: "POST",
 			in:   http.Header{"Accept": {"*/*"}, "Content-Type": {"application/json"}, "Accept-Language": {"fr"}},
-			want: map[string]string{"Accept": "*/*", "Content-Type": "application/json", "Accept-Language": "en-US,en;q=0.5", "Sec-Fetch-Mode": "", "Upgrade-Insecure-Requests": ""},
+			want: map[string]string{"Accept": "*/*", "Content-Type": "application/json", "Accept-Language": "en-US,en;q=0.9", "Sec-Fetch-Mode": "", "Upgrade-Insecure-Requests": "", "Priority": ""},
 		},
 		{
 			name: "browser subresource keeps its fetch metadata", profile: "edge", method: "GET",
@@ -102,7 +102,7 @@ func TestEveryProfileIsComplete(t *testing.T) {
 		for _, name := range []string{"User-Agent", "Accept", "Accept-Language", "Accept-Encoding"} {
 			assert.NotEmpty(t, p.Header(name), "%s lacks %s", p.Name, name)
 		}
-		assert.NotEmpty(t, p.HelloID.Client, p.Name)
+		assert.True(t, p.HelloID.Client != "" || p.HelloSpec != nil, "%s has a ClientHello", p.Name)
 		if p.chromium() {
 			assert.Contains(t, p.Header("User-Agent"), "Chrome/")
 		}

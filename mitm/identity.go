@@ -1,8 +1,11 @@
 package mitm
 
 import (
+	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net"
 	"net/http"
 	"strconv"
@@ -11,7 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/net/publicsuffix"
+	"golang.org/x/sync/singleflight"
 )
 
 // ErrBanned is reported through Config.OnBan when repeated 403s retired an
@@ -30,7 +35,9 @@ type Identity struct {
 
 	jar      *jar
 	serial   uint64       // unique per store, for logs and tests
-	requests atomic.Int64 // requests sent with this identity
+	gen      string       // random: names the identity across instances
+	rot      uint64       // rotations of the pair before this identity
+	requests atomic.Int64 // requests sent with this identity (by this instance)
 	retired  atomic.Bool
 }
 
@@ -43,16 +50,24 @@ func (id *Identity) Retired() bool { return id.retired.Load() }
 type pairKey struct{ upstream, site string }
 
 // pair is the state kept per (upstream, site): the current identity and the
-// ban signals counted against the pair.
+// ban signals counted against the pair, and with Config.Shared where it
+// stands with the shared store.
 type pair struct {
 	id        *Identity
 	host      string // the host that created the pair, for profile rules
 	forbidden int    // 403s in a row
 	coolUntil time.Time
+
+	dirty   bool      // changed here since last written to the shared store
+	seen    uint64    // hash of the record last read or written
+	written time.Time // when last written (or first read)
 }
 
 // identityStore holds one identity per (upstream, site), created on first
-// use, bounded by evicting the least recently used pair.
+// use, bounded by evicting the least recently used pair. With
+// Config.Shared it keeps each pair's identity in line with the shared store
+// (shared.go): read on every new origin connection, written when it
+// changes here.
 type identityStore struct {
 	mu      sync.Mutex
 	pairs   *lru[pairKey, *pair]
@@ -60,10 +75,20 @@ type identityStore struct {
 	cfg     *Config
 	serials atomic.Uint64
 	now     func() time.Time
+
+	shared  SharedStore // nil: identities stay in this process
+	ttl     time.Duration
+	flights singleflight.Group
+	seed    maphash.Seed
+	log     *zap.Logger
 }
 
 func newIdentityStore(cfg *Config, chooser *profileChooser) *identityStore {
-	s := &identityStore{pairs: newLRU[pairKey, *pair](cfg.MaxIdentities), chooser: chooser, cfg: cfg, now: time.Now}
+	s := &identityStore{pairs: newLRU[pairKey, *pair](cfg.MaxIdentities), chooser: chooser, cfg: cfg, now: time.Now,
+		shared: cfg.Shared, ttl: cfg.SharedTTL, seed: maphash.MakeSeed(), log: cfg.Logger}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
 	s.pairs.onEvict = func(_ pairKey, p *pair) { p.id.retired.Store(true) }
 	return s
 }
@@ -82,24 +107,43 @@ func siteOf(host string) string {
 	return host
 }
 
-func (s *identityStore) newIdentity(upstream, site, host string, prev *Profile) *Identity {
-	return &Identity{
-		Profile:  s.chooser.choose(host, prev),
+// newIdentity makes a fresh identity for (upstream, site): a new profile (not
+// prev's, when drawn at random), an empty jar, and the next rotation count.
+func (s *identityStore) newIdentity(upstream, site, host string, prev *Identity) *Identity {
+	id := &Identity{
 		Upstream: upstream,
 		Site:     site,
 		jar:      newJar(s.cfg.MaxCookiesPerJar),
 		serial:   s.serials.Add(1),
+		gen:      rand.Text(),
 	}
+	var prevProfile *Profile
+	if prev != nil {
+		prevProfile, id.rot = prev.Profile, prev.rot+1
+	}
+	id.Profile = s.chooser.choose(host, prevProfile)
+	return id
 }
 
-// acquire returns the identity for (upstream, site) for one more request,
-// creating it on first use and rotating it first when it has served
-// RotateAfterRequests.
-func (s *identityStore) acquire(upstream, site, host string) *Identity {
+// acquire returns the identity for (upstream, site) for one more request (a
+// new origin connection), creating it on first use and rotating it first
+// when it has served RotateAfterRequests here. With Config.Shared it first
+// syncs the pair: a pair this instance does not hold is taken from the
+// store, and another instance's rotation or cookies are taken up.
+func (s *identityStore) acquire(ctx context.Context, upstream, site, host string) *Identity {
+	k := pairKey{upstream, site}
+	if s.shared != nil {
+		s.mu.Lock()
+		if p, ok := s.pairs.get(k); ok && s.exhausted(p.id) {
+			s.rotateLocked(p) // written by the sync below
+		}
+		s.mu.Unlock()
+		s.sync(ctx, k, host)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.pairs.getOrAdd(pairKey{upstream, site}, func() *pair {
-		return &pair{id: s.newIdentity(upstream, site, host, nil), host: host}
+	p := s.pairs.getOrAdd(k, func() *pair {
+		return &pair{id: s.newIdentity(upstream, site, host, nil), host: host, dirty: true}
 	})
 	if s.exhausted(p.id) {
 		s.rotateLocked(p)
@@ -140,8 +184,9 @@ func (s *identityStore) exhausted(id *Identity) bool {
 func (s *identityStore) rotateLocked(p *pair) {
 	old := p.id
 	old.retired.Store(true)
-	p.id = s.newIdentity(old.Upstream, old.Site, p.host, old.Profile)
+	p.id = s.newIdentity(old.Upstream, old.Site, p.host, old)
 	p.forbidden = 0
+	p.dirty = true
 }
 
 // coolingUntil is when a 429 cool-down of (upstream, site) ends; zero or in
@@ -158,15 +203,34 @@ func (s *identityStore) coolingUntil(upstream, site string) time.Time {
 // observe counts an origin's answer to a request made with id: 429 cools
 // the pair down for Retry-After (or Config.Cooldown) and, with RotateOn429,
 // rotates its identity; ForbiddenUntilRotate 403s in a row rotate it and
-// report a ban; any other status clears the 403 count. It returns the ban
-// error when one was reported.
-func (s *identityStore) observe(id *Identity, status int, retryAfter string) error {
+// report a ban; any other status clears the 403 count. jarChanged says the
+// answer set or deleted cookies. It returns the ban error when one was
+// reported. With Config.Shared, a rotation or new cookies are written to
+// the store before the answer goes on.
+func (s *identityStore) observe(ctx context.Context, id *Identity, status int, retryAfter string, jarChanged bool) error {
+	k := pairKey{id.Upstream, id.Site}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.pairs.get(pairKey{id.Upstream, id.Site})
-	if !ok || p.id != id {
-		return nil // already rotated or evicted: the signal is stale
+	dirty, err := s.observeLocked(k, id, status, retryAfter, jarChanged)
+	s.mu.Unlock()
+	if dirty && s.shared != nil {
+		s.sync(ctx, k, "")
 	}
+	return err
+}
+
+func (s *identityStore) observeLocked(k pairKey, id *Identity, status int, retryAfter string, jarChanged bool) (dirty bool, err error) {
+	p, ok := s.pairs.get(k)
+	if !ok || p.id != id {
+		return false, nil // already rotated or evicted: the signal is stale
+	}
+	if jarChanged {
+		p.dirty = true
+	}
+	err = s.countLocked(p, id, status, retryAfter)
+	return p.dirty, err
+}
+
+func (s *identityStore) countLocked(p *pair, id *Identity, status int, retryAfter string) error {
 	switch status {
 	case http.StatusTooManyRequests:
 		now := s.now()

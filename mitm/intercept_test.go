@@ -96,7 +96,7 @@ func TestBrowserFetchKeepsItsOwnFetchMetadata(t *testing.T) {
 	assert.Equal(t, "empty", got.Get("Sec-Fetch-Dest"))
 	assert.Equal(t, "application/json", got.Get("Accept"))
 	assert.Empty(t, got.Get("Upgrade-Insecure-Requests"), "no navigation headers on a fetch")
-	assert.Contains(t, got.Get("User-Agent"), "Firefox/120.0")
+	assert.Equal(t, profile(t, "firefox").Header("User-Agent"), got.Get("User-Agent"))
 	assert.Empty(t, got.Get("Sec-Ch-Ua"), "Firefox sends no client hints")
 }
 

@@ -1,6 +1,7 @@
 package mitm
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -81,18 +82,18 @@ func TestIdentityStore(t *testing.T) {
 	require.NoError(t, err)
 	s := newIdentityStore(&cfg, &pc)
 
-	a := s.acquire("u1", "shop.example", "shop.example")
+	a := s.acquire(context.Background(), "u1", "shop.example", "shop.example")
 	assert.Equal(t, "firefox", a.Profile.Name)
-	assert.Same(t, a, s.acquire("u1", "shop.example", "www.shop.example"))
+	assert.Same(t, a, s.acquire(context.Background(), "u1", "shop.example", "www.shop.example"))
 	assert.False(t, s.use(a), "quota of 2 reached: use refuses and rotates")
 	assert.True(t, a.Retired())
-	b := s.acquire("u1", "shop.example", "shop.example")
+	b := s.acquire(context.Background(), "u1", "shop.example", "shop.example")
 	assert.NotSame(t, a, b)
 	assert.True(t, s.use(b))
 
 	// Bounded: a third pair evicts the least recently used.
-	c := s.acquire("u2", "shop.example", "shop.example")
-	_ = s.acquire("u3", "shop.example", "shop.example")
+	c := s.acquire(context.Background(), "u2", "shop.example", "shop.example")
+	_ = s.acquire(context.Background(), "u3", "shop.example", "shop.example")
 	assert.Equal(t, 2, s.pairs.len())
 	assert.True(t, b.Retired(), "evicted identities are retired")
 	assert.False(t, c.Retired())

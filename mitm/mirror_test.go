@@ -65,7 +65,7 @@ func TestMirrorSpecReproducesTheClientHello(t *testing.T) {
 	for _, id := range []utls.ClientHelloID{utls.HelloChrome_133, utls.HelloFirefox_120, utls.HelloSafari_16_0, utls.HelloIOS_14, utls.HelloEdge_85} {
 		records[id.Str()] = helloRecord(t, id, nil)
 	}
-	for _, name := range []string{"chromium-156", "curl"} { // recorded off the wire
+	for _, name := range []string{"chromium-156", "firefox-153", "curl"} { // recorded off the wire
 		b, err := os.ReadFile("testdata/hellos/" + name + ".bin")
 		require.NoError(t, err)
 		records[name] = b

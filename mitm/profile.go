@@ -23,8 +23,12 @@ type Profile struct {
 	// Name is how --profile and rules name it.
 	Name string
 	// Browser says which browser, version and platform the profile is, for
-	// logs and documentation ("Chrome 133 on Windows").
+	// logs and documentation ("Chrome 156 on Windows").
 	Browser string
+	// Superseded marks an earlier version of a browser that has a current
+	// profile, kept so that scripts naming it still work; random never
+	// picks it.
+	Superseded bool
 	// HelloID is the uTLS ClientHello the origin handshake sends, unless
 	// HelloSpec is set.
 	HelloID utls.ClientHelloID
@@ -101,10 +105,13 @@ func (p *Profile) helloSpec() (*utls.ClientHelloSpec, error) {
 	return &spec, nil
 }
 
-// Profiles returns the built-in profiles, a fresh copy per call: chrome
-// (Chrome 133 on Windows), edge (Edge 133 on Windows, on Chromium 133's
-// ClientHello), firefox (Firefox 120 on Windows), safari (Safari 16.0 on
-// macOS) and ios (Safari on iOS 14). The mirror profile is not among them.
+// Profiles returns the built-in profiles, a fresh copy per call. The
+// current ones, which random picks from: chrome (Chrome 156 on Windows, on
+// the ClientHello recorded from Chromium 156), edge (Edge 156 on Windows,
+// the same ClientHello), firefox (Firefox 153 on Windows, recorded from
+// Firefox ESR 153), safari (Safari 16.0 on macOS) and ios (Safari on iOS
+// 14). Then the superseded versions, by name only: chrome133, edge133 and
+// firefox120 (uTLS's parrots). The mirror profile is not among them.
 func Profiles() []Profile { return builtinProfiles() }
 
 // ProfileNames lists the built-in profile names, in Profiles order.
@@ -140,9 +147,10 @@ var mirrorProfile = &Profile{Name: ProfileMirror, Browser: "the client's own", m
 
 // profileChooser picks the profile of a new identity.
 type profileChooser struct {
-	all   []*Profile
-	fixed *Profile // nil: random
-	rules []profileRule
+	all    []*Profile // by name
+	random []*Profile // the current ones
+	fixed  *Profile   // nil: random
+	rules  []profileRule
 }
 
 type profileRule struct {
@@ -155,6 +163,9 @@ func newProfileChooser(name string, rules []ProfileRule) (profileChooser, error)
 	c := profileChooser{all: make([]*Profile, len(ps))}
 	for i := range ps {
 		c.all[i] = &ps[i]
+		if !ps[i].Superseded {
+			c.random = append(c.random, &ps[i])
+		}
 	}
 	var err error
 	if c.fixed, err = c.resolve(name); err != nil {
@@ -190,6 +201,23 @@ func (c *profileChooser) resolve(name string) (*Profile, error) {
 	return c.all[i], nil
 }
 
+// named is the profile called name for an identity another instance made:
+// a built-in one, or the mirror placeholder when this chooser may mirror
+// (only then are clients' ClientHellos kept); nil otherwise.
+func (c *profileChooser) named(name string) *Profile {
+	if name == ProfileMirror {
+		if c.mirrors() {
+			return mirrorProfile
+		}
+		return nil
+	}
+	i := slices.IndexFunc(c.all, func(p *Profile) bool { return p.Name == name })
+	if i < 0 {
+		return nil
+	}
+	return c.all[i]
+}
+
 // mirrors reports whether any identity may take the mirror profile, so
 // that every intercepted client's ClientHello and header order are kept.
 func (c *profileChooser) mirrors() bool {
@@ -218,8 +246,8 @@ func (c *profileChooser) choose(host string, prev *Profile) *Profile {
 		return fixed
 	}
 	for {
-		p := c.all[rand.IntN(len(c.all))]
-		if p != prev || len(c.all) == 1 {
+		p := c.random[rand.IntN(len(c.random))]
+		if p != prev || len(c.random) == 1 {
 			return p
 		}
 	}

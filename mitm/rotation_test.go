@@ -368,8 +368,13 @@ func TestProfileRules(t *testing.T) {
 		next := pc.choose("random.example", prev)
 		assert.NotSame(t, prev, next, "a random rotation changes the profile")
 	}
-	assert.Len(t, Profiles(), 5)
-	assert.Equal(t, []string{"chrome", "edge", "firefox", "safari", "ios"}, ProfileNames())
+	assert.Equal(t, []string{"chrome", "edge", "firefox", "safari", "ios", "chrome133", "edge133", "firefox120"}, ProfileNames())
+	for range 50 {
+		assert.False(t, pc.choose("random.example", nil).Superseded, "random picks current browsers only")
+	}
+	old, err := newProfileChooser("firefox120", nil)
+	require.NoError(t, err)
+	assert.Equal(t, "Firefox 120 on Windows", old.choose("shop.example", nil).Browser, "a superseded profile by name")
 }
 
 func TestRequestsCarryTheClientsControls(t *testing.T) {

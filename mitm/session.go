@@ -171,10 +171,11 @@ func (s *session) cookieURL(req *http.Request) *url.URL {
 // observe stores the response's cookies in the identity's jar and counts its
 // ban signals.
 func (s *session) observe(e *originEntry, req *http.Request, resp *http.Response) {
+	changed := false
 	if cs := resp.Cookies(); len(cs) > 0 {
-		e.id.jar.SetCookies(s.cookieURL(req), cs)
+		changed = e.id.jar.set(s.cookieURL(req), cs)
 	}
-	err := s.ic.store.observe(e.id, resp.StatusCode, resp.Header.Get("Retry-After"))
+	err := s.ic.store.observe(req.Context(), e.id, resp.StatusCode, resp.Header.Get("Retry-After"), changed)
 	if err != nil {
 		s.ic.log.Warn("identity rotated after repeated 403s",
 			zap.String("upstream", e.id.Upstream), zap.String("site", e.id.Site), zap.Error(err))
@@ -256,7 +257,7 @@ func (s *session) dial(ctx context.Context, seq, slot int64, upgrade bool, info 
 		}
 		connID = 0 // per-connection affinity would land on it again
 	}
-	id := s.ic.store.acquire(out.Upstream, s.site, s.host)
+	id := s.ic.store.acquire(dctx, out.Upstream, s.site, s.host)
 	prof := id.Profile
 	if prof.mirror {
 		var err error

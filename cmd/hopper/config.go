@@ -49,6 +49,9 @@ type serveConfig struct {
 	Judge                   string        `yaml:"judge"`
 	SessionTTL              time.Duration `yaml:"session-ttl"`
 	MaxQueueWait            time.Duration `yaml:"max-queue-wait"`
+	// ReservationTTL bounds how long the reservations (reserve: true) of
+	// an instance that died keep their exits.
+	ReservationTTL time.Duration `yaml:"reservation-ttl"`
 	// Shared state (rotate.Store): memory, or a Redis server shared by
 	// several instances.
 	State       string `yaml:"state"`
@@ -99,6 +102,7 @@ func defaultServeConfig() serveConfig {
 		ProbeInterval:           time.Minute,
 		SessionTTL:              10 * time.Minute,
 		MaxQueueWait:            10 * time.Second,
+		ReservationTTL:          rotate.DefaultReserveTTL,
 		State:                   "memory",
 		StatePrefix:             rotate.DefaultStatePrefix,
 	}
@@ -146,7 +150,8 @@ func parseServe(args []string, out io.Writer) (serveConfig, error) {
 	fs.StringVar(&cfg.Judge, "judge", cfg.Judge, "judge URL (hopper judge) that probes use to learn exit IPs and anonymity")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "how long a sticky session keeps its upstream after last use")
 	fs.DurationVar(&cfg.MaxQueueWait, "max-queue-wait", cfg.MaxQueueWait, "how long a request may wait for an upstream free under min-interval")
-	fs.StringVar(&cfg.State, "state", cfg.State, "memory, or redis://[user:pass@]host:port/db (rediss:// for TLS) to share rotation, health, sessions and reservations with other instances")
+	fs.DurationVar(&cfg.ReservationTTL, "reservation-ttl", cfg.ReservationTTL, "how long a reservation (reserve: true) outlives an instance that died; live tunnels renew theirs every third of it")
+	fs.StringVar(&cfg.State, "state", cfg.State, "memory, or redis://[user:pass@]host:port/db (rediss:// for TLS) to share rotation, health, sessions, reservations and MITM identities with other instances")
 	fs.StringVar(&cfg.StatePrefix, "state-prefix", cfg.StatePrefix, "namespace of this deployment's keys in the shared state")
 	fs.Var(&listFlag{list: &cfg.Auth}, "auth", "user:pass account (repeatable); turns authentication on")
 	fs.StringVar(&cfg.Users, "users", cfg.Users, "htpasswd file with bcrypt accounts (htpasswd -B); reloaded on SIGHUP")
@@ -340,7 +345,7 @@ func (c *serveConfig) validate() error {
 		v    time.Duration
 	}{
 		{"refresh", c.Refresh}, {"connect-timeout", c.ConnectTimeout}, {"idle-timeout", c.IdleTimeout},
-		{"header-timeout", c.HeaderTimeout},
+		{"header-timeout", c.HeaderTimeout}, {"reservation-ttl", c.ReservationTTL},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("--%s: must be a positive duration such as 30s, got %s", d.name, d.v)

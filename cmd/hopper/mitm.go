@@ -90,6 +90,12 @@ func newInterceptor(ctx context.Context, cfg serveConfig, ca *mitm.CA, d dial.Di
 			defer cancel()
 			router.ReportFailure(rctx, upstream, fmt.Errorf("banned by %s: %w", site, err))
 		}
+		// Instances sharing --state on Redis share identities too: one per
+		// (exit, site), whichever instance a request reaches. (With direct
+		// egress each instance is an exit of its own: nothing to share.)
+		if e.store != nil && e.store.Health().Shared {
+			mc.Shared = sharedIdentities{e.store}
+		}
 	}
 	ic, err := mitm.New(mc)
 	if err != nil {
@@ -99,7 +105,8 @@ func newInterceptor(ctx context.Context, cfg serveConfig, ca *mitm.CA, d dial.Di
 		log.Warn("--insecure-origin: origin certificates are NOT verified; use for testing only")
 	}
 	log.Info("intercepting TLS", zap.String("ca", ca.String()), zap.String("ca_dir", ca.Dir()),
-		zap.String("profile", profileName(cfg.Profile)), zap.Int("requests_per_dial", mc.RequestsPerDial))
+		zap.String("profile", profileName(cfg.Profile)), zap.Int("requests_per_dial", mc.RequestsPerDial),
+		zap.Bool("shared_identities", mc.Shared != nil))
 	return ic, nil
 }
 

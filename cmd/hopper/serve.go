@@ -206,6 +206,7 @@ func reloadOnSIGHUP(ctx context.Context, e *egress, log *zap.Logger) error {
 type egress struct {
 	dialer dial.Dialer
 	router *rotate.Router // nil for direct egress
+	store  rotate.Store   // the --state store; nil for direct egress
 	close  func()
 	run    func(ctx context.Context) error
 	reload func(ctx context.Context) error
@@ -251,6 +252,7 @@ func newEgress(ctx context.Context, cfg serveConfig, log *zap.Logger) (*egress, 
 	return &egress{
 		dialer: router,
 		router: router,
+		store:  store,
 		close:  func() { _ = router.Close(); _ = store.Close() },
 		run:    router.Run,
 		reload: func(ctx context.Context) error {
@@ -301,6 +303,7 @@ func routerConfig(cfg serveConfig, log *zap.Logger) (rotate.RouterConfig, error)
 			Quarantine:              cfg.Quarantine,
 			SessionTTL:              cfg.SessionTTL,
 			MaxQueueWait:            cfg.MaxQueueWait,
+			ReserveTTL:              cfg.ReservationTTL,
 			Logger:                  log,
 		},
 		Updater: rotate.UpdaterConfig{Interval: cfg.Refresh},

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/hopper-proxy/hopper/mitm"
 	"github.com/hopper-proxy/hopper/rotate"
 )
 
@@ -51,6 +54,24 @@ func redactState(s string) string {
 		}
 	}
 	return s
+}
+
+// sharedIdentities is the --state store as the interceptor's shared
+// identity store: rotate's not-found is mitm's.
+type sharedIdentities struct{ kv rotate.KV }
+
+var _ mitm.SharedStore = sharedIdentities{}
+
+func (s sharedIdentities) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := s.kv.Get(ctx, key)
+	if errors.Is(err, rotate.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", mitm.ErrSharedNotFound, err)
+	}
+	return v, err
+}
+
+func (s sharedIdentities) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return s.kv.Set(ctx, key, value, ttl)
 }
 
 type redisLogger struct{ log *zap.Logger }
