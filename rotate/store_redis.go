@@ -209,13 +209,14 @@ func (r *RedisStore) do(ctx context.Context, op func(ctx context.Context) error)
 	if r.down.Load() && !r.mayProbe(requestProbeEvery) {
 		return r.unavailable()
 	}
+	started := time.Now().UnixNano()
 	octx, cancel := context.WithTimeout(ctx, r.timeout)
 	err := op(octx)
 	cancel()
 	var reply redis.Error
 	switch {
 	case err == nil || errors.As(err, &reply):
-		r.up()
+		r.up(started)
 		return err
 	case ctx.Err() != nil:
 		// The caller gave up; that says nothing about the server.
@@ -253,8 +254,12 @@ func (r *RedisStore) fail(err error) {
 		zap.String("state", "redis"), zap.String("addr", r.addr), zap.Error(err))
 }
 
-func (r *RedisStore) up() {
-	if !r.down.Load() || !r.down.CompareAndSwap(true, false) {
+// up heals the store after a call that started at started (UnixNano) got a
+// reply. A call that began before the store went down says nothing about
+// the server now: a reply racing the failure that degraded the store would
+// otherwise flip it up and down again, logging both twice.
+func (r *RedisStore) up(started int64) {
+	if !r.down.Load() || started < r.since.Load() || !r.down.CompareAndSwap(true, false) {
 		return
 	}
 	r.recovered.Add(1)

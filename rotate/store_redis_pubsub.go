@@ -88,6 +88,7 @@ func (r *RedisStore) healthCheck(ctx context.Context) {
 	if !r.mayProbe(healthCheckEvery / 2) {
 		return
 	}
+	started := time.Now().UnixNano()
 	octx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	if err := r.c.Ping(octx).Err(); err != nil {
@@ -96,7 +97,7 @@ func (r *RedisStore) healthCheck(ctx context.Context) {
 		}
 		return
 	}
-	r.up()
+	r.up(started)
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
