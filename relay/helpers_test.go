@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,6 +72,31 @@ func startPipe(t testing.TB, client, in, out, server net.Conn, idle time.Duratio
 		_ = out.Close()
 		select {
 		case <-r.done:
+		case <-time.After(testTimeout):
+		}
+	})
+	return r
+}
+
+// startAsync is startPipe through Start: done hands the result over. It
+// fails the test if done runs more than once.
+func startAsync(t testing.TB, client, in, out, server net.Conn, idle time.Duration) *relayed {
+	t.Helper()
+	r := &relayed{client: client, server: server, in: in, out: out, done: make(chan pipeResult, 1)}
+	var calls atomic.Int32
+	Start(in, out, idle, func(res Result, err error) {
+		if calls.Add(1) > 1 {
+			t.Error("Start called done twice")
+			return
+		}
+		r.done <- pipeResult{res, err}
+	})
+	t.Cleanup(func() {
+		_ = in.Close()
+		_ = out.Close()
+		select {
+		case res := <-r.done:
+			r.done <- res
 		case <-time.After(testTimeout):
 		}
 	})

@@ -15,10 +15,11 @@
 // through a pooled pipe and returns the pipe as soon as the socket would
 // block with the pipe drained. An idle tunnel therefore costs its two
 // sockets, two parked goroutines and a few hundred bytes of heap; pipes and
-// buffers are held only while data is in flight. Other sources (a TLS conn,
-// a conn replaying bytes it read ahead) are copied with a pooled buffer or
-// through their own WriteTo, as io.Copy would; on other systems raw TCP
-// pairs use io.Copy.
+// buffers are held only while data is in flight. Through Start those two
+// goroutines are new ones with small stacks, rather than a caller that grew
+// its stack during a handshake. Other sources (a TLS conn, a conn replaying
+// bytes it read ahead) are copied with a pooled buffer or through their own
+// WriteTo, as io.Copy would; on other systems raw TCP pairs use io.Copy.
 //
 // # Idle timeout
 //
@@ -64,6 +65,39 @@ func Pipe(client, server net.Conn, idle time.Duration) (Result, error) {
 	}()
 	down := p.copy(client, server)
 	<-done
+	return result(up, down)
+}
+
+// Start is Pipe on two goroutines of its own: it returns at once, and done
+// runs on one of them with Pipe's results once both directions have ended.
+// A front end that hands its tunnel over this way and returns lets its
+// handshake goroutine go, with the stack the handshake grew: an idle tunnel
+// then holds two goroutines that never grew theirs (a few KiB less per
+// tunnel than a caller parked in Pipe).
+func Start(client, server net.Conn, idle time.Duration, done func(Result, error)) {
+	t := &started{pipe: pipe{idle: idle, start: time.Now()}, done: done}
+	t.running.Store(2)
+	go t.run(server, client, &t.up)
+	go t.run(client, server, &t.down)
+}
+
+// started is the state of one Start.
+type started struct {
+	pipe
+	up, down direction
+	// running counts directions not yet ended; the last one calls done.
+	running atomic.Int32
+	done    func(Result, error)
+}
+
+func (t *started) run(dst, src net.Conn, d *direction) {
+	*d = t.copy(dst, src)
+	if t.running.Add(-1) == 0 {
+		t.done(result(t.up, t.down))
+	}
+}
+
+func result(up, down direction) (Result, error) {
 	res := Result{Up: up.n, Down: down.n, Idle: up.idle || down.idle}
 	return res, firstErr(up.err, down.err)
 }

@@ -295,3 +295,71 @@ func TestPipeWriteTo(t *testing.T) {
 	require.NoError(t, res.err)
 	assert.Equal(t, Result{Down: int64(len(got))}, res.res)
 }
+
+func TestStart(t *testing.T) {
+	// Start relays as Pipe does and reports through done, once, after both
+	// directions ended; goleak (TestMain) sees its goroutines gone.
+	start := func(t *testing.T, idle time.Duration) *relayed {
+		client, in := tcpPair(t)
+		out, server := tcpPair(t)
+		return startAsync(t, client, in, out, server, idle)
+	}
+	t.Run("half-close", func(t *testing.T) {
+		r := start(t, time.Minute)
+		_, err := r.client.Write([]byte("request"))
+		require.NoError(t, err)
+		closeWrite(r.client)
+		req, err := io.ReadAll(r.server)
+		require.NoError(t, err)
+		assert.Equal(t, "request", string(req))
+		assert.True(t, r.running(), "one half-close ended the tunnel")
+		_, err = r.server.Write([]byte("response after half-close"))
+		require.NoError(t, err)
+		closeWrite(r.server)
+		resp, err := io.ReadAll(r.client)
+		require.NoError(t, err)
+		assert.Equal(t, "response after half-close", string(resp))
+		res := r.wait(t)
+		require.NoError(t, res.err)
+		assert.Equal(t, Result{Up: 7, Down: 25}, res.res)
+	})
+	t.Run("bulk both ways", func(t *testing.T) {
+		const size = 8 << 20
+		r := start(t, time.Minute)
+		upc := make(chan *stream, 1)
+		go func() { upc <- transfer(r.client, r.server, size, 1) }()
+		down := transfer(r.server, r.client, size, 2)
+		up := <-upc
+		for name, s := range map[string]*stream{"up": up, "down": down} {
+			require.NoError(t, s.err, name)
+			assert.Equal(t, s.sentSum, s.gotSum, name+" sha256")
+		}
+		res := r.wait(t)
+		require.NoError(t, res.err)
+		assert.Equal(t, Result{Up: size, Down: size}, res.res)
+	})
+	t.Run("idle", func(t *testing.T) {
+		r := start(t, 100*time.Millisecond)
+		_, err := r.client.Write([]byte("ping"))
+		require.NoError(t, err)
+		_, err = io.ReadFull(r.server, make([]byte, 4))
+		require.NoError(t, err)
+		res := r.wait(t)
+		require.NoError(t, res.err)
+		assert.Equal(t, Result{Up: 4, Idle: true}, res.res)
+	})
+	t.Run("closed by the caller", func(t *testing.T) {
+		// Closing the relay's own ends, as a listener's forced shutdown
+		// does, ends the tunnel with nothing left running.
+		r := start(t, 0)
+		_, err := r.client.Write([]byte("x"))
+		require.NoError(t, err)
+		_, err = io.ReadFull(r.server, make([]byte, 1))
+		require.NoError(t, err)
+		_ = r.in.Close()
+		_ = r.out.Close()
+		res := r.wait(t)
+		assert.Equal(t, int64(1), res.res.Up)
+		assert.False(t, res.res.Idle)
+	})
+}

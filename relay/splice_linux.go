@@ -27,6 +27,9 @@ func (m *tcpMover) burst() (moved int64, eof bool, err error) {
 		return 0, false, nil
 	}
 	m.pipe = pp
+	if m.spliceInFn == nil {
+		m.spliceInFn, m.spliceOutFn = m.spliceIn, m.spliceOut
+	}
 	defer func() {
 		m.pipe = nil
 		pp.release()

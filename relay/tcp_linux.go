@@ -32,7 +32,8 @@ type tcpMover struct {
 	pipe *kernelPipe // during a burst
 	want int         // bytes spliceOut may move
 
-	// The callbacks bound once, so waiting and moving allocate nothing.
+	// The callbacks bound once, so waiting and moving allocate nothing;
+	// the splice ones at the first burst (most tunnels never have one).
 	tryReadFn, spliceInFn, spliceOutFn func(fd uintptr) bool
 }
 
@@ -47,7 +48,6 @@ func newTCPMover(p *pipe, dst net.Conn, src *net.TCPConn) *tcpMover {
 	if d, ok := dst.(*net.TCPConn); ok {
 		if wc, err := d.SyscallConn(); err == nil {
 			m.wc = wc
-			m.spliceInFn, m.spliceOutFn = m.spliceIn, m.spliceOut
 		}
 	}
 	return m

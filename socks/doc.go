@@ -11,9 +11,11 @@
 // It leaves to others: accepting connections, limits and sniffing the first
 // byte (the listener, which calls Server.ServeStream), choosing how a
 // connection leaves (a dial.Dialer), checking credentials (a
-// dial.Authenticator) and copying bytes (relay.Pipe). SOCKS5 framing comes
-// from github.com/things-go/go-socks5, with its resolver replaced (names are
-// never resolved here) and its copy loop unused: an established tunnel is
-// relayed on the raw client connection so the kernel's splice path is kept.
+// dial.Authenticator) and copying bytes (relay.Start, whose goroutines carry
+// an established tunnel once the handshake's goroutine has returned).
+// SOCKS5 framing comes from github.com/things-go/go-socks5, with its
+// resolver replaced (names are never resolved here) and its copy loop
+// unused: an established tunnel is relayed on the raw client connection so
+// the kernel's splice path is kept.
 // BIND and UDP ASSOCIATE are not supported and are answered as such.
 package socks

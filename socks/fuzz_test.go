@@ -114,7 +114,7 @@ func fuzzServe(t *testing.T, first byte, data []byte, withAuth bool, want string
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		srv.ServeStream(context.Background(), server, first)
+		serveStream(context.Background(), srv, server, first)
 		_ = server.Close()
 	}()
 	drained := make(chan struct{})

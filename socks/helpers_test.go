@@ -30,11 +30,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const testTimeout = 10 * time.Second
 
 // testProxy is a tiny listener standing in for tunnel: it reads one byte under a
-// header deadline and hands the connection to ServeStream, then closes it.
+// header deadline and hands the connection to ServeStream, then closes it
+// when the stream is done.
 type testProxy struct {
 	addr   string
 	logs   *observer.ObservedLogs
-	served chan struct{} // one value per ServeStream that returned
+	served chan struct{} // one value per stream that ended
 }
 
 // startProxy serves cfg on 127.0.0.1:0 until the test ends. A nil cfg.Logger
@@ -78,7 +79,9 @@ func startProxy(tb testing.TB, cfg Config) *testProxy {
 }
 
 func (p *testProxy) serveOne(ctx context.Context, srv *Server, c net.Conn) {
+	ended := make(chan struct{})
 	defer func() {
+		<-ended
 		_ = c.Close()
 		select { // benchmarks serve more streams than anyone counts
 		case p.served <- struct{}{}:
@@ -88,9 +91,18 @@ func (p *testProxy) serveOne(ctx context.Context, srv *Server, c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	var b [1]byte
 	if _, err := io.ReadFull(c, b[:]); err != nil {
+		close(ended)
 		return
 	}
-	srv.ServeStream(ctx, c, b[0])
+	srv.ServeStream(ctx, c, b[0], func() { close(ended) })
+}
+
+// serveStream runs ServeStream and waits until the stream is done, as a
+// listener's goroutine would have before tunnels were relayed on their own.
+func serveStream(ctx context.Context, srv *Server, c net.Conn, first byte) {
+	ended := make(chan struct{})
+	srv.ServeStream(ctx, c, first, func() { close(ended) })
+	<-ended
 }
 
 // tunnelLogs waits until n streams were served and returns their access-log

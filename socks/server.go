@@ -46,17 +46,19 @@ var (
 var aLongTimeAgo = time.Unix(1, 0)
 
 // ServeStream serves a connection whose first byte the listener already read:
-// 0x05 for SOCKS5, 0x04 for SOCKS4 or SOCKS4a; for anything else it returns
-// at once, so the connection is closed. The listener leaves its header
-// deadline set on conn; ServeStream clears it once the handshake is done. The
-// listener closes conn after ServeStream returns; ServeStream never does
-// (relaying half-closes it when the target ends its side).
+// 0x05 for SOCKS5, 0x04 for SOCKS4 or SOCKS4a; for anything else it ends the
+// stream at once. The listener leaves its header deadline set on conn;
+// ServeStream clears it once the handshake is done. ServeStream never closes
+// conn (relaying half-closes it when the target ends its side): it calls
+// done once it has finished with conn, and the listener closes it then. An
+// established tunnel is relayed on goroutines of its own, so ServeStream
+// returns after the handshake and done comes when the tunnel ends.
 //
 // ctx bounds the whole stream: cancelling it aborts the handshake (through a
 // deadline on conn), the dial, and an established tunnel. The dial is further
 // bounded by Config.ConnectTimeout and the tunnel by Config.IdleTimeout.
-func (s *Server) ServeStream(ctx context.Context, conn net.Conn, first byte) {
-	st := &stream{ctx: ctx, conn: conn, start: time.Now()}
+func (s *Server) ServeStream(ctx context.Context, conn net.Conn, first byte, done func()) {
+	st := &stream{ctx: ctx, conn: conn, start: time.Now(), done: done}
 	st.req.Client = conn.RemoteAddr()
 	st.unwatch = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
 	s.opened(first)
@@ -70,9 +72,18 @@ func (s *Server) ServeStream(ctx context.Context, conn net.Conn, first byte) {
 	default:
 		st.fail(resultBadRequest, fmt.Errorf("%w: version %#x", errBadRequest, first))
 	}
+	if st.relaying {
+		return // the relay ends the stream; st is no longer ours
+	}
+	s.end(st)
+}
+
+// end finishes the stream: observer, access log, and the listener's done.
+func (s *Server) end(st *stream) {
 	st.unwatch()
 	s.observe(st)
 	s.logAccess(st)
+	st.done()
 }
 
 // stream is the state of one ServeStream call, shared by the handshake code of
@@ -82,6 +93,10 @@ type stream struct {
 	conn    net.Conn // raw client connection, as the listener accepted it
 	start   time.Time
 	unwatch func() bool // stops the ctx watch on the handshake
+	done    func()      // the listener's: called once the stream has ended
+	// relaying is set once the tunnel is handed to relay.Start: from then
+	// on only the relay's goroutines use the stream.
+	relaying bool
 
 	req    dial.Request
 	out    *dial.Outbound
@@ -129,9 +144,9 @@ func (st *stream) handshakeResult(readErr error) string {
 // outbound connection's local address.
 type replyFunc func(err error, bound net.Addr) error
 
-// connect dials st.req, answers the client with reply and, on success, relays
-// until the tunnel ends. Bytes the handshake reader already buffered past the
-// request go to the target first.
+// connect dials st.req, answers the client with reply and, on success, hands
+// the tunnel to the relay (st.relaying), which ends the stream. Bytes the
+// handshake reader already buffered past the request go to the target first.
 func (s *Server) connect(st *stream, br *bufio.Reader, reply replyFunc) {
 	if err := st.endHandshake(); err != nil {
 		st.fail(resultCanceled, err)
@@ -159,9 +174,9 @@ func (s *Server) connect(st *stream, br *bufio.Reader, reply replyFunc) {
 		return
 	}
 	st.out, st.ready = out, time.Since(st.start)
-	defer out.Done(false)
 	if err := reply(nil, out.Conn.LocalAddr()); err != nil {
 		st.fail(resultClientClosed, fmt.Errorf("write reply: %w", err))
+		out.Done(false)
 		return
 	}
 	if n := br.Buffered(); n > 0 {
@@ -170,23 +185,30 @@ func (s *Server) connect(st *stream, br *bufio.Reader, reply replyFunc) {
 		st.res.Up += int64(w)
 		if err != nil {
 			st.fail(dial.KindFailed.String(), fmt.Errorf("write early data: %w", err))
+			out.Done(false)
 			return
 		}
 	}
+	// The handshake's goroutine (deep in go-socks5, with its buffered
+	// reader) lets go here; relay.Start's goroutines end the stream.
+	st.relaying = true
 	stop := context.AfterFunc(st.ctx, func() { _ = out.Conn.Close() })
-	res, err := relay.Pipe(st.conn, out.Conn, s.cfg.IdleTimeout)
-	canceled := !stop()
-	st.res.Up += res.Up
-	st.res.Down += res.Down
-	st.res.Idle = res.Idle
-	switch {
-	case canceled:
-		st.fail(resultCanceled, context.Cause(st.ctx))
-	case res.Idle:
-		st.fail(resultIdle, err)
-	default:
-		st.fail(resultOK, err)
-	}
+	relay.Start(st.conn, out.Conn, s.cfg.IdleTimeout, func(res relay.Result, err error) {
+		canceled := !stop()
+		st.res.Up += res.Up
+		st.res.Down += res.Down
+		st.res.Idle = res.Idle
+		switch {
+		case canceled:
+			st.fail(resultCanceled, context.Cause(st.ctx))
+		case res.Idle:
+			st.fail(resultIdle, err)
+		default:
+			st.fail(resultOK, err)
+		}
+		out.Done(false)
+		s.end(st)
+	})
 }
 
 // logAccess writes the stream's one access-log line.

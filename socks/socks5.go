@@ -61,6 +61,9 @@ func (s *Server) newSOCKS5() *socks5.Server {
 func (s *Server) serveSOCKS5(st *stream) {
 	c := &s5Conn{Conn: st.conn, st: st, first: socks5Version}
 	err := s.s5.ServeConn(c)
+	if st.relaying {
+		return
+	}
 	if err == nil && st.result == "" {
 		err = errInternal
 	}
@@ -99,7 +102,8 @@ func (c *s5Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Close does nothing: the listener closes the connection after ServeStream.
+// Close does nothing: the listener closes the connection once the stream
+// has ended.
 func (c *s5Conn) Close() error { return nil }
 
 // handleConnect5 serves CONNECT (go-socks5's connect handler). The context

@@ -11,6 +11,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/net/proxy"
 
 	"github.com/hopper-proxy/hopper/dial"
@@ -282,7 +285,7 @@ func TestServeStreamCanceled(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				srv.ServeStream(ctx, sc, 0x05)
+				serveStream(ctx, srv, sc, 0x05)
 			}()
 			if phase == "tunnel" {
 				// The version byte was "read by the listener": send the rest.
@@ -303,6 +306,59 @@ func TestServeStreamCanceled(t *testing.T) {
 				t.Fatal("ServeStream ignored cancellation")
 			}
 		})
+	}
+}
+
+func TestServeStreamHandsTunnelOff(t *testing.T) {
+	// Once the tunnel is up ServeStream returns, so the listener's
+	// goroutine (and the stack the handshake grew) can go; done comes when
+	// the tunnel ends, after its access-log line.
+	echo := startEcho(t, "127.0.0.1:0")
+	core, logs := observer.New(zapcore.InfoLevel)
+	srv, err := New(Config{Dialer: &dial.Direct{}, Logger: zap.New(core)})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c := dialProxy(t, ln.Addr().String())
+	sc, err := ln.Accept()
+	require.NoError(t, err)
+	defer sc.Close()
+
+	ended := make(chan int, 1)
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		srv.ServeStream(context.Background(), sc, 0x05, func() { ended <- logs.Len() })
+	}()
+	_, err = c.Write([]byte{0x01, 0x00})
+	require.NoError(t, err)
+	var sel [2]byte
+	_, err = io.ReadFull(c, sel[:])
+	require.NoError(t, err)
+	_, err = c.Write(request5(t, 0x01, echo))
+	require.NoError(t, err)
+	require.Equal(t, byte(0x00), readReply5(t, c))
+	select {
+	case <-returned:
+	case <-time.After(testTimeout):
+		t.Fatal("ServeStream still running with the tunnel up")
+	}
+	echoRoundTrip(t, c, "after ServeStream returned")
+	select {
+	case <-ended:
+		t.Fatal("done called while the tunnel is up")
+	default:
+	}
+
+	require.NoError(t, c.CloseWrite())
+	_, err = io.ReadAll(c) // the echo origin closes its side in turn
+	require.NoError(t, err)
+	select {
+	case lines := <-ended:
+		assert.Equal(t, 1, lines, "the access-log line comes before done")
+	case <-time.After(testTimeout):
+		t.Fatal("done not called after the tunnel ended")
 	}
 }
 

@@ -30,22 +30,25 @@ const (
 var ErrInvalidConfig = errors.New("invalid tunnel config")
 
 // StreamHandler serves a connection whose first byte tunnel already read.
-// tunnel leaves its header deadline set on conn (the handler clears it after its handshake)
-// and closes conn after ServeStream returns.
+// tunnel leaves its header deadline set on conn (the handler clears it after its handshake).
+// The handler calls done exactly once when it has finished with conn, and
+// tunnel then closes conn. done may be called after ServeStream returned,
+// from another goroutine: a tunnel relayed on goroutines of its own lets
+// the handshake's goroutine (and the stack it grew) go.
 //
 // conn is the raw connection the listener accepted (a *net.TCPConn for TCP
 // listeners), never a wrapper, so the handler keeps the splice path. ctx is
 // cancelled when the Server is stopped forcibly.
 type StreamHandler interface {
-	ServeStream(ctx context.Context, conn net.Conn, first byte)
+	ServeStream(ctx context.Context, conn net.Conn, first byte, done func())
 }
 
 // StreamHandlerFunc adapts a function to StreamHandler.
-type StreamHandlerFunc func(ctx context.Context, conn net.Conn, first byte)
+type StreamHandlerFunc func(ctx context.Context, conn net.Conn, first byte, done func())
 
 // ServeStream calls f.
-func (f StreamHandlerFunc) ServeStream(ctx context.Context, conn net.Conn, first byte) {
-	f(ctx, conn, first)
+func (f StreamHandlerFunc) ServeStream(ctx context.Context, conn net.Conn, first byte, done func()) {
+	f(ctx, conn, first, done)
 }
 
 // Config configures a Server. The zero value of every limit selects its

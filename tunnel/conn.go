@@ -22,8 +22,9 @@ const readBufSize = 4 << 10
 var errIdleClosed = errors.New("connection idle")
 
 // conn is one accepted client connection and everything needed to serve it.
-// Its fields are used by its own goroutine only, except those under mu and
-// idle (guarded by Server.mu).
+// Its fields are used by one goroutine at a time (serve's, then, once a
+// tunnel took the connection over, the one that ends it), except those
+// under mu and idle (guarded by Server.mu).
 type conn struct {
 	srv    *Server
 	rwc    net.Conn // raw, as accepted; never wrapped
@@ -31,11 +32,23 @@ type conn struct {
 	cancel context.CancelFunc
 	id     uint64
 	idle   bool // guarded by srv.mu: waiting for a request; Shutdown closes it
+	// handedOff is set when a tunnel (relay.Start, or SOCKS) took the
+	// connection over: it calls finish itself when it ends.
+	handedOff bool
 
 	mu     sync.Mutex
 	out    net.Conn // the outbound connection in use, closed by forceClose
 	forced bool
 
+	client string
+
+	// The state of serving requests, nil once a tunnel took the connection
+	// over (dropRequestState), so that an idle tunnel holds only the above.
+	*requestState
+}
+
+// requestState is what reading and serving HTTP requests needs.
+type requestState struct {
 	in      reader // client side
 	up      reader // origin side of forward requests
 	req     head
@@ -43,24 +56,34 @@ type conn struct {
 	wbuf    []byte // request heads for origins
 	rbuf    []byte // response heads for the client
 	seq     int
-	client  string
 	authRaw string // Proxy-Authorization value already accepted on this conn
 	authed  identity
 }
 
 func newConn(ctx context.Context, s *Server, rw net.Conn, id uint64) *conn {
-	c := &conn{srv: s, rwc: rw, id: id}
+	c := &conn{srv: s, rwc: rw, id: id, requestState: &requestState{}}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.in.conn = rw
 	return c
 }
 
+// dropRequestState returns the pooled buffers and lets the request state go,
+// once a tunnel takes the connection over.
+func (c *conn) dropRequestState() {
+	c.releaseBuffers()
+	c.requestState = nil
+}
+
 // serve sniffs the first byte and hands the connection to SOCKS or HTTP.
+// Unless a tunnel took the connection over (handedOff), it is finished when
+// serve returns.
 func (c *conn) serve() {
-	defer c.srv.release(c)
-	defer c.cancel()
-	defer c.rwc.Close()
-	defer c.releaseBuffers()
+	presizeStack()
+	defer func() {
+		if !c.handedOff {
+			c.finish()
+		}
+	}()
 
 	cfg := &c.srv.cfg
 	_ = c.rwc.SetDeadline(time.Now().Add(cfg.HeaderTimeout))
@@ -74,17 +97,47 @@ func (c *conn) serve() {
 	c.srv.setActive(c)
 	first := c.in.buf[0]
 	if first == 0x04 || first == 0x05 {
-		c.releaseBuffers()
+		c.dropRequestState()
 		if cfg.SOCKS == nil {
 			c.srv.log.Debug("SOCKS connection refused: SOCKS is off",
 				zap.String("client", c.clientAddr()))
 			return
 		}
-		cfg.SOCKS.ServeStream(c.ctx, c.rwc, first)
+		c.handedOff = true
+		cfg.SOCKS.ServeStream(c.ctx, c.rwc, first, c.finish)
 		return
 	}
 	c.in.w = 1
 	c.serveHTTP()
+}
+
+// handshakeStack is about the stack a handshake needs (dialing, parsing,
+// logging), so that presizeStack grows a new goroutine's stack to it at once.
+const handshakeStack = 6 << 10
+
+// presizeStack grows the calling goroutine's stack to fit a handshake in one
+// step, while the stack holds nothing but serve's frame. The runtime starts
+// goroutines at the average stack size it sees, which relay goroutines keep
+// small; growing by doubling would copy the handshake's deep stack twice.
+//
+//go:noinline
+func presizeStack() {
+	var frame [handshakeStack]byte
+	keepFrame(frame[:])
+}
+
+//go:noinline
+func keepFrame([]byte) {}
+
+// finish releases the connection once nothing uses it any more: its
+// buffers, its socket, its context and its place in the Server. It runs
+// once, when serve returns or, for a tunnel relayed on goroutines of its
+// own, when that tunnel ends.
+func (c *conn) finish() {
+	c.releaseBuffers()
+	_ = c.rwc.Close()
+	c.cancel()
+	c.srv.release(c)
 }
 
 // serveHTTP serves requests until the connection must close.
@@ -205,6 +258,9 @@ func (c *conn) detachBuf(rd *reader) {
 // releaseBuffers returns pooled buffers and drops per-request scratch, so a
 // long-lived tunnel holds as little memory as possible.
 func (c *conn) releaseBuffers() {
+	if c.requestState == nil {
+		return
+	}
 	c.detachBuf(&c.in)
 	c.detachBuf(&c.up)
 	c.req, c.resp = head{}, head{}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/hopper-proxy/hopper/dial"
@@ -15,7 +14,8 @@ const connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
 
 // serveConnect serves an HTTP CONNECT request (RFC 9110 §9.3.6): it dials
 // the target, answers 200, writes on any bytes the client sent after its
-// head, and relays the raw connections until both sides are done.
+// head, and hands the raw connections to the relay until both sides are
+// done.
 func (c *conn) serveConnect() {
 	e := c.newEntry(dial.ProtocolHTTPConnect)
 	target, err := parseAuthority(c.req.target)
@@ -47,18 +47,27 @@ func (c *conn) serveConnect() {
 		return
 	}
 	e.noteOutbound(out)
-	defer out.Done(false)
 	if !c.track(out.Conn) {
 		e.result = resultShutdown
 		c.logAccess(&e)
+		out.Done(false)
 		return
 	}
-	defer c.untrack()
-
-	if _, err := io.WriteString(c.rwc, connectEstablished); err != nil {
-		e.result, e.err = resultClientClosed, err
+	if err := c.startRelay(&e, out); err != nil {
 		c.logAccess(&e)
-		return
+		c.untrack()
+		out.Done(false)
+	}
+}
+
+// startRelay answers 200, writes on any bytes the client sent after its
+// head and hands the tunnel to relay.Start, which ends it (log line,
+// outbound, connection) when both sides are done. On error nothing was
+// handed over and e holds the outcome.
+func (c *conn) startRelay(e *accessEntry, out *dial.Outbound) error {
+	if _, err := c.rwc.Write(c.srv.established); err != nil {
+		e.result, e.err = resultClientClosed, err
+		return err
 	}
 	e.status = 200
 	if early := c.in.buffered(); len(early) > 0 {
@@ -66,20 +75,30 @@ func (c *conn) serveConnect() {
 		e.up += int64(n)
 		if err != nil {
 			e.result, e.err = resultInterrupted, err
-			c.logAccess(&e)
-			return
+			return err
 		}
 	}
-	c.releaseBuffers()
+	c.dropRequestState()
+	// Nothing watches c.ctx past the dial (Shutdown closes both conns):
+	// cancelling it now drops what the dial left on it for the tunnel's life.
+	c.cancel()
 
-	res, err := relay.Pipe(c.rwc, out.Conn, c.srv.cfg.IdleTimeout)
-	e.up += res.Up
-	e.down += res.Down
-	e.result, e.err = relayResult(res, err), err
-	if c.wasForced() {
-		e.result = resultShutdown
-	}
-	c.logAccess(&e)
+	// The goroutine that served the handshake ends here; relay.Start's
+	// own (small) goroutines carry the tunnel and finish the connection.
+	c.handedOff = true
+	relay.Start(c.rwc, out.Conn, c.srv.cfg.IdleTimeout, func(res relay.Result, err error) {
+		e.up += res.Up
+		e.down += res.Down
+		e.result, e.err = relayResult(res, err), err
+		if c.wasForced() {
+			e.result = resultShutdown
+		}
+		c.logAccess(e)
+		c.untrack()
+		out.Done(false)
+		c.finish()
+	})
+	return nil
 }
 
 func relayResult(res relay.Result, err error) string {

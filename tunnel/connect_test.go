@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -325,4 +327,64 @@ func TestConnectIdleTimeout(t *testing.T) {
 	require.NoError(t, err, "closed by the proxy, not by our deadline")
 	f := fieldsOf(p.waitAccessLines(t, 1)[0])
 	assert.Equal(t, "idle-timeout", f["result"])
+}
+
+func TestIdleTunnelHoldsOnlyTheRelay(t *testing.T) {
+	// Once a CONNECT tunnel is up the goroutine that read its head has
+	// ended: an idle tunnel holds the relay's two goroutines and nothing of
+	// the handshake (its grown stack, its buffers).
+	p := startProxy(t, Config{})
+	// The origin holds its ends without goroutines, and closes them before
+	// the proxy's cleanup waits for the tunnels to end.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var held []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-accepted
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	const tunnels = 20
+	for range tunnels {
+		connect(t, p, ln.Addr().String())
+	}
+	// The handshake goroutines end just after their 200 went out.
+	var relays, handshakes int
+	for deadline := time.Now().Add(testTimeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		relays, handshakes = goroutinesIn("relay.(*started).run"), goroutinesIn("tunnel.(*conn).serve")
+		if relays == 2*tunnels && handshakes == 0 {
+			break
+		}
+	}
+	assert.Equal(t, 2*tunnels, relays, "relay goroutines for %d idle tunnels", tunnels)
+	assert.Zero(t, handshakes, "handshake goroutines outlived their handshakes")
+}
+
+// goroutinesIn counts the goroutines whose stack holds fn.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
 }

@@ -14,8 +14,11 @@
 //   - who may use the proxy: a dial.Authenticator checks credentials;
 //   - SOCKS: connections whose first byte is 0x04 or 0x05 are handed, raw,
 //     to a StreamHandler;
-//   - moving bytes once a tunnel is up: relay.Pipe, which keeps the kernel's
-//     splice path between raw TCP connections.
+//   - moving bytes once a tunnel is up: relay.Start (relay.Pipe for WebSocket
+//     upgrades), which keeps the kernel's splice path between raw TCP
+//     connections. A CONNECT tunnel is handed to relay.Start's goroutines
+//     and the one that read its head ends, so an idle tunnel holds no
+//     handshake stack or buffers.
 //
 // The package never wraps an accepted connection in another net.Conn: bytes it
 // has buffered while reading a head are written to the other side first, and

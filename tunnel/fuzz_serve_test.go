@@ -53,7 +53,8 @@ func FuzzServeConn(f *testing.F) {
 		dials.Add(1)
 		return nil, &dial.Error{Target: req.Target, Err: dial.ErrDenied}
 	})
-	socksH := StreamHandlerFunc(func(_ context.Context, conn net.Conn, first byte) {
+	socksH := StreamHandlerFunc(func(_ context.Context, conn net.Conn, first byte, done func()) {
+		defer done()
 		_, _ = conn.Write([]byte{socksMark, first})
 	})
 	srv, err := New(Config{Dialer: refuse, SOCKS: socksH, Logger: zap.NewNop(),

@@ -200,7 +200,8 @@ func TestSlowloris(t *testing.T) {
 	origin := serveTCP(t, "127.0.0.1:0", echo)
 	// A SOCKS handler reads its greeting under the header deadline tunnel
 	// leaves set, as the real one does.
-	socksH := StreamHandlerFunc(func(ctx context.Context, conn net.Conn, first byte) {
+	socksH := StreamHandlerFunc(func(ctx context.Context, conn net.Conn, first byte, done func()) {
+		defer done()
 		_, _ = io.ReadFull(conn, make([]byte, 2))
 	})
 	p := startProxy(t, Config{HeaderTimeout: headerTimeout, SOCKS: socksH})

@@ -20,6 +20,9 @@ type Server struct {
 	cfg  Config
 	log  *zap.Logger
 	bufs sync.Pool // *[]byte of readBufSize, for reading heads
+	// established is connectEstablished, converted once: Write would
+	// allocate a copy of the string per tunnel.
+	established []byte
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -43,6 +46,8 @@ func New(cfg Config) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		done:      make(chan struct{}),
+
+		established: []byte(connectEstablished),
 	}
 	s.bufs.New = func() any { b := make([]byte, readBufSize); return &b }
 	return s, nil

@@ -176,7 +176,8 @@ func TestSOCKSHandoff(t *testing.T) {
 		rest     string
 	}
 	calls := make(chan call, 2)
-	handler := StreamHandlerFunc(func(ctx context.Context, conn net.Conn, first byte) {
+	handler := StreamHandlerFunc(func(ctx context.Context, conn net.Conn, first byte, done func()) {
+		defer done()
 		_, raw := conn.(*net.TCPConn)
 		// The header deadline is still set: a read with nothing to read
 		// ends by it rather than blocking forever.
@@ -199,6 +200,36 @@ func TestSOCKSHandoff(t *testing.T) {
 		got := <-calls
 		assert.Equal(t, call{first: first, raw: true, deadline: true, rest: "\x01\x02\x03"}, got)
 	}
+}
+
+func TestSOCKSDoneAfterReturn(t *testing.T) {
+	// A handler may return at once and finish with the connection later,
+	// from another goroutine: the connection stays open until done.
+	returned := make(chan struct{})
+	release := make(chan struct{})
+	handler := StreamHandlerFunc(func(_ context.Context, conn net.Conn, _ byte, done func()) {
+		_ = conn.SetDeadline(time.Time{})
+		go func() {
+			defer done()
+			<-release
+			_, _ = conn.Write([]byte("late reply"))
+		}()
+		close(returned)
+	})
+	p := startProxy(t, Config{SOCKS: handler})
+	c := dialProxy(t, p)
+	_, err := c.Write([]byte{0x05})
+	require.NoError(t, err)
+	<-returned
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
+	_, err = c.Read(make([]byte, 1))
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "conn closed before done")
+
+	close(release)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(testTimeout)))
+	reply, err := io.ReadAll(c)
+	require.NoError(t, err, "conn closed after done")
+	assert.Equal(t, "late reply", string(reply))
 }
 
 func TestSOCKSRefusedWhenOff(t *testing.T) {
