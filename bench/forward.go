@@ -10,10 +10,13 @@ import (
 	"time"
 )
 
-// forwardClient is one keep-alive HTTP/1.1 connection sending GETs either to
-// the origin (origin-form) or to a proxy (absolute-form, RFC 9112 3.2.2).
-type forwardClient struct {
-	dialAddr   string
+// httpClient is one keep-alive HTTP/1.1 connection sending the same GET
+// for the 1 KiB body again and again. open makes its connection: plain TCP
+// to the origin or to a proxy (forward requests), or a tunnel with TLS on
+// top (HTTPS).
+type httpClient struct {
+	what       string // for errors: "forward", "https"
+	open       func(ctx context.Context) (net.Conn, error)
 	request    []byte
 	conn       net.Conn
 	br         *bufio.Reader
@@ -21,74 +24,78 @@ type forwardClient struct {
 	reconnects int
 }
 
-func newForwardClient(r route, origin string) *forwardClient {
-	f := &forwardClient{dialAddr: origin}
-	target := "/1k"
+// newForwardClient sends origin-form GETs to the origin, or absolute-form
+// ones (RFC 9112 3.2.2) to the proxy of r.
+func newForwardClient(r route, origin string) *httpClient {
+	addr, target := origin, "/1k"
 	if r.front != FrontDirect {
-		f.dialAddr = r.proxy
-		target = "http://" + origin + "/1k"
+		addr, target = r.proxy, "http://"+origin+"/1k"
 	}
-	f.request = []byte("GET " + target + " HTTP/1.1\r\nHost: " + origin + "\r\nUser-Agent: hopper-bench\r\n\r\n")
-	return f
+	return &httpClient{
+		what: "forward",
+		open: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		},
+		request: []byte("GET " + target + " HTTP/1.1\r\nHost: " + origin + "\r\nUser-Agent: hopper-bench\r\n\r\n"),
+	}
 }
 
 // get sends one request and reads its whole response. A request on a
 // reused connection that fails before any response byte is retried once on
 // a fresh connection, as HTTP clients do when a server closed an idle
 // keep-alive connection.
-func (f *forwardClient) get(ctx context.Context) error {
-	reused := f.conn != nil
-	err := f.try(ctx)
+func (c *httpClient) get(ctx context.Context) error {
+	reused := c.conn != nil
+	err := c.try(ctx)
 	if err != nil && reused {
-		f.reset()
-		err = f.try(ctx)
+		c.reset()
+		err = c.try(ctx)
 	}
 	if err != nil {
-		f.reset()
+		c.reset()
 	}
 	return err
 }
 
-func (f *forwardClient) try(ctx context.Context) error {
-	if f.conn == nil {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", f.dialAddr)
+func (c *httpClient) try(ctx context.Context) error {
+	if c.conn == nil {
+		conn, err := c.open(ctx)
 		if err != nil {
 			return err
 		}
-		f.conn = c
-		f.br = bufio.NewReaderSize(c, 4096)
-		f.unwatch = interruptOnDone(ctx, c)
-		f.reconnects++
+		c.conn = conn
+		c.br = bufio.NewReaderSize(conn, 4096)
+		c.unwatch = interruptOnDone(ctx, conn)
+		c.reconnects++
 	}
-	_ = f.conn.SetDeadline(time.Now().Add(safety))
-	if _, err := f.conn.Write(f.request); err != nil {
-		return fmt.Errorf("forward write: %w", err)
+	_ = c.conn.SetDeadline(time.Now().Add(safety))
+	if _, err := c.conn.Write(c.request); err != nil {
+		return fmt.Errorf("%s write: %w", c.what, err)
 	}
-	resp, err := http.ReadResponse(f.br, nil)
+	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
-		return fmt.Errorf("forward response: %w", err)
+		return fmt.Errorf("%s response: %w", c.what, err)
 	}
 	n, err := io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	if err != nil {
-		return fmt.Errorf("forward body: %w", err)
+		return fmt.Errorf("%s body: %w", c.what, err)
 	}
 	if resp.StatusCode != http.StatusOK || n != httpBodySize {
 		return fmt.Errorf("%w: status %d, %d body bytes", ErrHTTP, resp.StatusCode, n)
 	}
 	if resp.Close {
-		f.reset()
+		c.reset()
 	}
 	return nil
 }
 
-func (f *forwardClient) reset() {
-	if f.conn != nil {
-		f.unwatch()
-		_ = f.conn.Close()
-		f.conn = nil
-		f.br = nil
+func (c *httpClient) reset() {
+	if c.conn != nil {
+		c.unwatch()
+		_ = c.conn.Close()
+		c.conn, c.br = nil, nil
 	}
 }
 
@@ -100,7 +107,7 @@ type forwardResult struct {
 
 // forward sends GETs for d from conns keep-alive clients.
 func forward(ctx context.Context, o *origins, r route, conns int, d time.Duration) forwardResult {
-	clients := make([]*forwardClient, conns)
+	clients := make([]*httpClient, conns)
 	for i := range clients {
 		clients[i] = newForwardClient(r, o.httpAddr())
 	}

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,10 +9,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"time"
 )
 
@@ -54,111 +51,43 @@ func originCert() (tls.Certificate, *x509.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf, nil
 }
 
-// httpsClient is one keep-alive HTTPS/1.1 connection through a route.
-type httpsClient struct {
-	r          route
-	origin     *x509.Certificate
-	target     string
-	cfg        *tls.Config
-	request    []byte
-	conn       *tls.Conn
-	br         *bufio.Reader
-	unwatch    func()
-	reconnects int
-}
-
-func newHTTPSClient(r route, o *origins, roots *x509.CertPool) *httpsClient {
+// newHTTPSClient is an httpClient whose connection is a tunnel along r to
+// the HTTPS origin with TLS on top. Through a route that intercepts, the
+// origin's own certificate must not arrive; through any other, only it may.
+func newHTTPSClient(r route, o *origins, roots *x509.CertPool) *httpClient {
 	target := o.httpsAddr()
-	return &httpsClient{
-		r:      r,
-		origin: o.cert,
-		target: target,
-		// No ALPN: the request below is HTTP/1.1 whatever the far side
-		// would prefer.
-		cfg:     &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
+	// No ALPN: the request is HTTP/1.1 whatever the far side would prefer.
+	cfg := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	return &httpClient{
+		what: "https",
+		open: func(ctx context.Context) (net.Conn, error) {
+			raw, err := r.dial(ctx, target)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(raw, cfg)
+			hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
+				_ = raw.Close()
+				return nil, fmt.Errorf("%w: TLS: %w", ErrHandshake, err)
+			}
+			if got := tc.ConnectionState().PeerCertificates[0]; got.Equal(o.cert) == r.intercepts {
+				_ = raw.Close()
+				if r.intercepts {
+					return nil, fmt.Errorf("%w: the proxy did not intercept TLS (the origin's own certificate arrived)", ErrHandshake)
+				}
+				return nil, fmt.Errorf("%w: a certificate other than the origin's arrived (%s)", ErrHandshake, got.Subject)
+			}
+			return tc, nil
+		},
 		request: []byte("GET /1k HTTP/1.1\r\nHost: " + target + "\r\nUser-Agent: hopper-bench\r\n\r\n"),
-	}
-}
-
-// get sends one request, opening the tunnel and TLS first when needed, and
-// retries once on a fresh connection when a reused one failed.
-func (c *httpsClient) get(ctx context.Context) error {
-	reused := c.conn != nil
-	err := c.try(ctx)
-	if err != nil && reused {
-		c.reset()
-		err = c.try(ctx)
-	}
-	if err != nil {
-		c.reset()
-	}
-	return err
-}
-
-func (c *httpsClient) connect(ctx context.Context) error {
-	raw, err := c.r.dial(ctx, c.target)
-	if err != nil {
-		return err
-	}
-	tc := tls.Client(raw, c.cfg)
-	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
-	defer cancel()
-	if err := tc.HandshakeContext(hctx); err != nil {
-		_ = raw.Close()
-		return fmt.Errorf("%w: TLS: %w", ErrHandshake, err)
-	}
-	if got := tc.ConnectionState().PeerCertificates[0]; got.Equal(c.origin) == c.r.intercepts {
-		_ = raw.Close()
-		if c.r.intercepts {
-			return fmt.Errorf("%w: the proxy did not intercept TLS (the origin's own certificate arrived)", ErrHandshake)
-		}
-		return fmt.Errorf("%w: a certificate other than the origin's arrived (%s)", ErrHandshake, got.Subject)
-	}
-	c.conn, c.br = tc, bufio.NewReaderSize(tc, 4096)
-	c.unwatch = interruptOnDone(ctx, raw)
-	c.reconnects++
-	return nil
-}
-
-func (c *httpsClient) try(ctx context.Context) error {
-	if c.conn == nil {
-		if err := c.connect(ctx); err != nil {
-			return err
-		}
-	}
-	_ = c.conn.SetDeadline(time.Now().Add(safety))
-	if _, err := c.conn.Write(c.request); err != nil {
-		return fmt.Errorf("https write: %w", err)
-	}
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil {
-		return fmt.Errorf("https response: %w", err)
-	}
-	n, err := io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	if err != nil {
-		return fmt.Errorf("https body: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK || n != httpBodySize {
-		return fmt.Errorf("%w: status %d, %d body bytes", ErrHTTP, resp.StatusCode, n)
-	}
-	if resp.Close {
-		c.reset()
-	}
-	return nil
-}
-
-func (c *httpsClient) reset() {
-	if c.conn != nil {
-		c.unwatch()
-		_ = c.conn.Close()
-		c.conn, c.br = nil, nil
 	}
 }
 
 // httpsRequests sends GETs for d from conns keep-alive HTTPS clients.
 func httpsRequests(ctx context.Context, o *origins, r route, roots *x509.CertPool, conns int, d time.Duration) forwardResult {
-	clients := make([]*httpsClient, conns)
+	clients := make([]*httpClient, conns)
 	for i := range clients {
 		clients[i] = newHTTPSClient(r, o, roots)
 	}
