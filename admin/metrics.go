@@ -79,6 +79,8 @@ type Metrics struct {
 	resMu   sync.RWMutex
 	results map[resultKey]*resultCounter
 
+	mitm atomic.Pointer[mitmMetrics] // nil until WatchInterception
+
 	act activity
 }
 

@@ -107,6 +107,9 @@ type Config struct {
 	// rotated after repeated 403s, so the caller may count it against the
 	// upstream. It must not block.
 	OnBan func(upstream, site string, err error)
+	// Observer is told about every intercepted request and identity
+	// rotation, for metrics. Nil observes nothing.
+	Observer Observer
 
 	// MaxLeaves bounds the leaf certificate cache (default 1024),
 	// MaxIdentities the identity store (default 10000, least recently used
@@ -238,6 +241,9 @@ func (c Config) withDefaults() Config {
 	defInt(&c.ForbiddenUntilRotate, DefaultForbiddenUntilRotate)
 	if c.RequestsPerDial == 0 {
 		c.RequestsPerDial = 1
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

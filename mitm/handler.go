@@ -83,6 +83,7 @@ func (s *session) handler() http.Handler {
 				info.result = resultInterrupted
 			}
 			s.logRequest(r, info, cw, body)
+			s.report(info, cw)
 			if p != nil {
 				panic(p)
 			}
@@ -147,6 +148,18 @@ func (s *session) logRequest(r *http.Request, info *reqInfo, cw *countingWriter,
 		fields = append(fields, zap.String("error", info.err.Error()))
 	}
 	ce.Write(fields...)
+}
+
+// report tells the Observer about the request.
+func (s *session) report(info *reqInfo, cw *countingWriter) {
+	profile, result := "", info.result
+	if info.identity != nil {
+		profile = info.identity.Profile.Name
+	}
+	if result == "" {
+		result = resultOK
+	}
+	s.ic.cfg.Observer.InterceptedRequest(profile, cw.status, result, time.Since(info.start))
 }
 
 // serveError answers a request that got no response from the origin, per

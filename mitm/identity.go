@@ -135,7 +135,7 @@ func (s *identityStore) acquire(ctx context.Context, upstream, site, host string
 	if s.shared != nil {
 		s.mu.Lock()
 		if p, ok := s.pairs.get(k); ok && s.exhausted(p.id) {
-			s.rotateLocked(p) // written by the sync below
+			s.rotateLocked(p, RotationRequests) // written by the sync below
 		}
 		s.mu.Unlock()
 		s.sync(ctx, k, host)
@@ -146,7 +146,7 @@ func (s *identityStore) acquire(ctx context.Context, upstream, site, host string
 		return &pair{id: s.newIdentity(upstream, site, host, nil), host: host, dirty: true}
 	})
 	if s.exhausted(p.id) {
-		s.rotateLocked(p)
+		s.rotateLocked(p, RotationRequests)
 	}
 	p.id.requests.Add(1)
 	return p.id
@@ -164,7 +164,7 @@ func (s *identityStore) use(id *Identity) bool {
 	}
 	if s.exhausted(id) {
 		if p, ok := s.pairs.get(pairKey{id.Upstream, id.Site}); ok && p.id == id {
-			s.rotateLocked(p)
+			s.rotateLocked(p, RotationRequests)
 		}
 		return false
 	}
@@ -181,7 +181,8 @@ func (s *identityStore) exhausted(id *Identity) bool {
 // profile (a different one when chosen at random), an empty cookie jar, and,
 // since connections of a retired identity are not reused, new origin
 // connections and so a new provider session.
-func (s *identityStore) rotateLocked(p *pair) {
+func (s *identityStore) rotateLocked(p *pair, reason string) {
+	s.cfg.Observer.IdentityRotated(reason)
 	old := p.id
 	old.retired.Store(true)
 	p.id = s.newIdentity(old.Upstream, old.Site, p.host, old)
@@ -243,13 +244,13 @@ func (s *identityStore) countLocked(p *pair, id *Identity, status int, retryAfte
 			p.coolUntil = until
 		}
 		if s.cfg.RotateOn429 {
-			s.rotateLocked(p)
+			s.rotateLocked(p, RotationTooMany)
 		}
 	case http.StatusForbidden:
 		p.forbidden++
 		if p.forbidden >= s.cfg.ForbiddenUntilRotate {
 			n := p.forbidden
-			s.rotateLocked(p)
+			s.rotateLocked(p, RotationForbidden)
 			return fmt.Errorf("%w: %d in a row from %s via %s", ErrBanned, n, id.Site, id.Upstream)
 		}
 	default:
@@ -267,7 +268,7 @@ func (s *identityStore) resetUpstream(upstream string) int {
 	n := 0
 	s.pairs.each(func(k pairKey, p *pair) {
 		if k.upstream == upstream {
-			s.rotateLocked(p)
+			s.rotateLocked(p, RotationUpstreamUp)
 			n++
 		}
 	})

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/hopper-proxy/hopper/admin"
 	"github.com/hopper-proxy/hopper/dial"
 	"github.com/hopper-proxy/hopper/mitm"
 	"github.com/hopper-proxy/hopper/rotate"
@@ -71,14 +72,18 @@ func loadServeCA(cfg serveConfig) (*mitm.CA, error) {
 // newInterceptor builds the TLS interception stage for --mitm with ca, or
 // returns nil without it (ca nil). Requests inside an intercepted tunnel
 // follow --rotate (with direct egress every dial leaves the same way, so
-// one origin connection serves the whole tunnel).
-func newInterceptor(ctx context.Context, cfg serveConfig, ca *mitm.CA, d dial.Dialer, e *egress, log *zap.Logger) (*mitm.Interceptor, error) {
+// one origin connection serves the whole tunnel). With --admin (metrics
+// non-nil) its figures go to the metrics.
+func newInterceptor(ctx context.Context, cfg serveConfig, ca *mitm.CA, d dial.Dialer, e *egress, metrics *admin.Metrics, log *zap.Logger) (*mitm.Interceptor, error) {
 	if ca == nil {
 		return nil, nil
 	}
 	mc := cfg.mitmConfig()
 	mc.CA, mc.Dialer, mc.Logger = ca, d, log.Named("mitm")
 	mc.RequestsPerDial = requestsPerDial(cfg.Rotate)
+	if metrics != nil {
+		mc.Observer = metrics
+	}
 	if e.router == nil {
 		mc.RequestsPerDial = -1
 	} else {
@@ -100,6 +105,9 @@ func newInterceptor(ctx context.Context, cfg serveConfig, ca *mitm.CA, d dial.Di
 	ic, err := mitm.New(mc)
 	if err != nil {
 		return nil, usagef("%w", err)
+	}
+	if metrics != nil {
+		metrics.WatchInterception(ic.LeavesMinted, ic.Identities)
 	}
 	if cfg.InsecureOrigin {
 		log.Warn("--insecure-origin: origin certificates are NOT verified; use for testing only")

@@ -80,7 +80,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	metrics := newMetrics(cfg, egress)
 	countReloads(metrics, egress)
-	ic, err := newInterceptor(ctx, cfg, ca, dialer, egress, log)
+	ic, err := newInterceptor(ctx, cfg, ca, dialer, egress, metrics, log)
 	if err != nil {
 		return err
 	}
