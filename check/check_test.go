@@ -210,7 +210,7 @@ func TestCheckFiftyMixedUpstreams(t *testing.T) {
 	assert.Error(t, rep.Judges[0].Err)
 	require.NoError(t, rep.Judges[1].Err)
 	assert.Equal(t, "127.0.0.1", rep.Judges[1].Self.String())
-	liveLabel := redactURL(live)
+	liveLabel := rotate.SourceLabel(live)
 
 	require.Len(t, rep.Results, 50)
 	for _, r := range rep.Results {

@@ -61,7 +61,7 @@ func (c *Config) Validate() error {
 	var errs []error
 	for _, j := range c.Judges {
 		if _, err := parseJudgeURL(j); err != nil {
-			errs = append(errs, fmt.Errorf("%w: judge %q: %w", ErrBadConfig, redactURL(j), err))
+			errs = append(errs, fmt.Errorf("%w: judge %q: %w", ErrBadConfig, rotate.SourceLabel(j), err))
 		}
 	}
 	if c.Concurrency < 0 {
@@ -135,17 +135,4 @@ func parseJudgeURL(s string) (*url.URL, error) {
 		return nil, errors.New("want an absolute http:// or https:// URL")
 	}
 	return u, nil
-}
-
-// redactURL names a URL without the secrets it may carry (userinfo, query).
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return s
-	}
-	label := u.Scheme + "://" + u.Host + u.EscapedPath()
-	if u.RawQuery != "" {
-		label += "?…"
-	}
-	return label
 }

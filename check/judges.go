@@ -41,7 +41,7 @@ func newJudgeURL(raw string) (judgeURL, error) {
 			port = "443"
 		}
 	}
-	return judgeURL{raw: raw, url: u, label: redactURL(raw), hostport: net.JoinHostPort(u.Hostname(), port)}, nil
+	return judgeURL{raw: raw, url: u, label: rotate.SourceLabel(raw), hostport: net.JoinHostPort(u.Hostname(), port)}, nil
 }
 
 // JudgeStatus is what fetching a judge directly, before the checks, found.

@@ -85,7 +85,7 @@ func TestJudgeFailoverPerEntry(t *testing.T) {
 	}
 	for i, r := range rep.Results {
 		require.Equal(t, OutcomeOK, r.Outcome, "%s: %v", r.Upstream, r.Err)
-		assert.Equal(t, redactURL(live), r.Judge)
+		assert.Equal(t, rotate.SourceLabel(live), r.Judge)
 		assert.Equal(t, specs[i].spec.egress, r.ExitIP.String())
 		assert.Equal(t, specs[i].anon, r.Anonymity)
 	}

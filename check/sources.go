@@ -16,10 +16,11 @@ import (
 
 // Errors sources fail with (wrapped in *SourceError).
 var (
-	// ErrListTooLarge: a source exceeds LoadOptions.MaxSize.
-	ErrListTooLarge = errors.New("list too large")
+	// ErrListTooLarge: a source exceeds LoadOptions.MaxSize (the
+	// updater's error for the same).
+	ErrListTooLarge = rotate.ErrListTooLarge
 	// ErrFetch: a list URL answered with a non-2xx status.
-	ErrFetch = errors.New("fetching list failed")
+	ErrFetch = rotate.ErrFetch
 	// ErrNoStdin: "-" was given but there is no standard input to read.
 	ErrNoStdin = errors.New("no standard input")
 )
@@ -84,7 +85,7 @@ func Load(ctx context.Context, srcs []string, opts LoadOptions) Loaded {
 		l.Entries = append(l.Entries, e)
 	}
 	for _, src := range srcs {
-		if isInlineDirect(src) {
+		if rotate.IsInlineDirect(src) {
 			e, err := rotate.ParseEntry(src)
 			if err != nil {
 				l.Problems = append(l.Problems, &SourceError{Source: src, Err: err})
@@ -93,7 +94,7 @@ func Load(ctx context.Context, srcs []string, opts LoadOptions) Loaded {
 			add(e)
 			continue
 		}
-		name := sourceLabel(src)
+		name := rotate.SourceLabel(src)
 		data, err := readSource(ctx, src, name, opts)
 		if err != nil {
 			l.Problems = append(l.Problems, &SourceError{Source: name, Err: err})
@@ -161,18 +162,4 @@ func readLimited(r io.Reader, max int64) ([]byte, error) {
 func isURL(src string) bool {
 	lower := strings.ToLower(src)
 	return strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://")
-}
-
-// isInlineDirect reports a source that is a direct entry itself.
-func isInlineDirect(src string) bool {
-	lower := strings.ToLower(src)
-	return lower == "direct" || strings.HasPrefix(lower, "direct://")
-}
-
-// sourceLabel names a source without the secrets a URL may carry.
-func sourceLabel(src string) string {
-	if isURL(src) {
-		return redactURL(src)
-	}
-	return src
 }

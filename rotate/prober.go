@@ -277,12 +277,12 @@ func (pr *Prober) learnSelf(ctx context.Context) {
 	rep, err := pr.fetchDirect(ctx)
 	if err != nil {
 		if !pr.judgeDown.Swap(true) && ctx.Err() == nil {
-			pr.log.Warn("judge unreachable directly; probing without it", zap.String("judge", sourceLabel(pr.cfg.Judge)), zap.Error(err))
+			pr.log.Warn("judge unreachable directly; probing without it", zap.String("judge", SourceLabel(pr.cfg.Judge)), zap.Error(err))
 		}
 		return
 	}
 	if pr.judgeDown.Swap(false) {
-		pr.log.Info("judge reachable again", zap.String("judge", sourceLabel(pr.cfg.Judge)))
+		pr.log.Info("judge reachable again", zap.String("judge", SourceLabel(pr.cfg.Judge)))
 	}
 	ip, _ := netip.ParseAddr(rep.IP)
 	self := []netip.Addr{ip.Unmap()}

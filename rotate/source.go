@@ -30,16 +30,16 @@ func isURL(src string) bool {
 // hasURLSyntax reports a source whose label must hide URL secrets.
 func hasURLSyntax(src string) bool { return isURL(src) || isRedisSource(src) }
 
-// isInlineDirect reports a source that is a direct entry itself ("direct",
+// IsInlineDirect reports a source that is a direct entry itself ("direct",
 // "direct://ADDR") rather than a list to read.
-func isInlineDirect(src string) bool {
+func IsInlineDirect(src string) bool {
 	lower := strings.ToLower(src)
 	return lower == "direct" || strings.HasPrefix(lower, "direct://")
 }
 
-// sourceLabel names a source in logs and errors without the secrets a list
-// URL may carry (userinfo, query string).
-func sourceLabel(src string) string {
+// SourceLabel names a source (or any URL) in logs and errors without the
+// secrets a URL may carry (userinfo, query string).
+func SourceLabel(src string) string {
 	if !hasURLSyntax(src) {
 		return src
 	}
@@ -57,14 +57,14 @@ func sourceLabel(src string) string {
 // loadSource reads one source. lineErrs are the skipped lines; err is set
 // when the source as a whole could not be read, its entries then incomplete.
 func (u *Updater) loadSource(ctx context.Context, src string) (ups []*Upstream, lineErrs []error, err error) {
-	if isInlineDirect(src) {
+	if IsInlineDirect(src) {
 		e, err := ParseEntry(src)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", src, err)
 		}
 		return []*Upstream{NewUpstream(e)}, nil, nil
 	}
-	label := sourceLabel(src)
+	label := SourceLabel(src)
 	var r io.ReadCloser
 	if rs := u.redis[src]; rs != nil {
 		r, err = rs.open(ctx, label, u.cfg.maxListSize())

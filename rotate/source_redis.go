@@ -44,12 +44,12 @@ var ErrBadSource = fmt.Errorf("%w: bad upstream source", ErrBadConfig)
 func parseRedisSource(src string) (server, key, channel string, err error) {
 	u, err := url.Parse(src)
 	if err != nil || u.Host == "" {
-		return "", "", "", fmt.Errorf("%w: %s: want redis://host:port/db?key=NAME", ErrBadSource, sourceLabel(src))
+		return "", "", "", fmt.Errorf("%w: %s: want redis://host:port/db?key=NAME", ErrBadSource, SourceLabel(src))
 	}
 	q := u.Query()
 	key, channel = q.Get("key"), q.Get("channel")
 	if key == "" {
-		return "", "", "", fmt.Errorf("%w: %s: no key=NAME naming the list", ErrBadSource, sourceLabel(src))
+		return "", "", "", fmt.Errorf("%w: %s: no key=NAME naming the list", ErrBadSource, SourceLabel(src))
 	}
 	if channel == "" {
 		channel = key
@@ -58,7 +58,7 @@ func parseRedisSource(src string) (server, key, channel string, err error) {
 	q.Del("channel")
 	u.RawQuery = q.Encode()
 	if _, err := redis.ParseURL(u.String()); err != nil {
-		return "", "", "", fmt.Errorf("%w: %s: not a redis URL go-redis accepts", ErrBadSource, sourceLabel(src))
+		return "", "", "", fmt.Errorf("%w: %s: not a redis URL go-redis accepts", ErrBadSource, SourceLabel(src))
 	}
 	return u.String(), key, channel, nil
 }
@@ -71,7 +71,7 @@ func newRedisSource(src string, timeout time.Duration, log *zap.Logger) (*redisS
 	}
 	st, err := NewRedisStore(RedisConfig{URL: server, Timeout: timeout, Logger: log, rawKeys: true})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrBadSource, sourceLabel(src), err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadSource, SourceLabel(src), err)
 	}
 	return &redisSource{store: st, key: key, channel: channel}, nil
 }

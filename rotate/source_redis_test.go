@@ -48,6 +48,6 @@ func TestRedisListSource(t *testing.T) {
 
 	_, err = NewRouter(RouterConfig{Pools: map[string]PoolSpec{"p": {Upstreams: []string{"redis://" + srv.addr() + "/0"}}}})
 	require.ErrorIs(t, err, ErrBadSource, "a source without key=")
-	assert.Equal(t, "redis://h:1/0?…", sourceLabel("redis://u:s3cret@h:1/0?key=x"))
-	assert.False(t, strings.Contains(sourceLabel("rediss://u:s3cret@h:1/0?key=x"), "s3cret"))
+	assert.Equal(t, "redis://h:1/0?…", SourceLabel("redis://u:s3cret@h:1/0?key=x"))
+	assert.False(t, strings.Contains(SourceLabel("rediss://u:s3cret@h:1/0?key=x"), "s3cret"))
 }

@@ -105,7 +105,7 @@ func NewUpdater(pool *Pool, cfg UpdaterConfig) (*Updater, error) {
 		if !isRedisSource(src) || u.redis[src] != nil {
 			continue
 		}
-		rs, err := newRedisSource(src, timeout, u.log.With(zap.String("source", sourceLabel(src))))
+		rs, err := newRedisSource(src, timeout, u.log.With(zap.String("source", SourceLabel(src))))
 		if err != nil {
 			_ = u.Close()
 			return nil, err
@@ -189,7 +189,7 @@ func (u *Updater) Reload(ctx context.Context) error {
 	var all []*Upstream
 	var errs []error
 	for _, src := range u.cfg.Sources {
-		label := sourceLabel(src)
+		label := SourceLabel(src)
 		ups, lineErrs, err := u.loadSource(ctx, src)
 		u.logLineErrors(label, lineErrs)
 		if err == nil && len(ups) == 0 {

@@ -148,6 +148,6 @@ func TestUpdaterLimitsAndValidate(t *testing.T) {
 		_, err := NewUpdater(p, cfg)
 		assert.True(t, errors.Is(err, ErrBadConfig), "%+v", cfg)
 	}
-	assert.Equal(t, "https://example.net/l.txt?…", sourceLabel("https://user:pw@example.net/l.txt?key=1"))
-	assert.Equal(t, "lists/a.txt", sourceLabel("lists/a.txt"))
+	assert.Equal(t, "https://example.net/l.txt?…", SourceLabel("https://user:pw@example.net/l.txt?key=1"))
+	assert.Equal(t, "lists/a.txt", SourceLabel("lists/a.txt"))
 }
