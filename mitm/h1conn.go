@@ -18,8 +18,11 @@ import (
 // while one was in flight.
 var errConnBusy = errors.New("origin connection busy")
 
-// h1Conn is an HTTP/1.1 OriginConn: one request at a time, the request
-// written then the response read, bodies streamed both ways. A 101 answer
+// h1Conn is an HTTP/1.1 OriginConn: one request at a time, bodies streamed
+// both ways, full duplex: the response is read while the request body is
+// still being written, so an origin that answers early (413, 401, a
+// redirect) is heard rather than left waiting for a body it stopped
+// reading. A 101 answer
 // turns the connection into the response body (an io.ReadWriteCloser), which
 // is how httputil.ReverseProxy passes an upgrade through.
 type h1Conn struct {
@@ -94,12 +97,56 @@ func (c *h1Conn) exchange(req *http.Request) (*http.Response, error) {
 	if c.idle > 0 {
 		_ = c.conn.SetDeadline(time.Now().Add(c.idle))
 	}
-	if err := writeRequestH1(c.bw, req, c.profile); err != nil {
+	if err := writeHeadH1(c.bw, req, c.profile); err != nil {
 		return nil, fmt.Errorf("writing request: %w", err)
 	}
 	if err := c.bw.Flush(); err != nil {
 		return nil, fmt.Errorf("writing request: %w", err)
 	}
+	if !hasBody(req) {
+		return c.readResponse(req)
+	}
+	// The body goes out on a goroutine of its own while the response is
+	// read. It ends with the body, or when the connection breaks: an early
+	// answer leaves the connection unusable (resp.Close), so it is closed
+	// once the response is done, and the client's body ends with its
+	// request.
+	written := make(chan error, 1)
+	go func() {
+		err := writeBodyH1(c.bw, req)
+		if err == nil {
+			err = c.bw.Flush()
+		}
+		written <- err
+	}()
+	resp, err := c.readResponse(req)
+	if err != nil {
+		_ = c.conn.Close() // stops the body's writes
+		select {
+		case werr := <-written:
+			if werr != nil {
+				err = fmt.Errorf("%w (writing the request body: %w)", err, werr)
+			}
+		default:
+		}
+		return nil, err
+	}
+	select {
+	case werr := <-written:
+		if werr != nil {
+			resp.Close = true // the origin stopped reading the body
+		}
+	default:
+		// Answered before the whole body was sent: the rest may still be
+		// on its way, so this connection carries nothing after it.
+		resp.Close = true
+	}
+	return resp, nil
+}
+
+// readResponse reads the final response head to req, passing 1xx answers
+// other than 101 to the request's httptrace.
+func (c *h1Conn) readResponse(req *http.Request) (*http.Response, error) {
 	trace := httptrace.ContextClientTrace(req.Context())
 	for {
 		resp, err := http.ReadResponse(c.br, req)

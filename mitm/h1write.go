@@ -23,6 +23,16 @@ var errShortBody = errors.New("request body shorter than its Content-Length")
 // or chunked with req.Trailer after it. net/http's Request.Write would sort
 // the fields, which no browser does. It does not flush w.
 func writeRequestH1(w *bufio.Writer, req *http.Request, p *Profile) error {
+	if err := writeHeadH1(w, req, p); err != nil {
+		return err
+	}
+	return writeBodyH1(w, req)
+}
+
+// writeHeadH1 writes the request line and header fields (buffered: the
+// caller flushes). It fails before writing anything on a request hopper
+// must not send.
+func writeHeadH1(w *bufio.Writer, req *http.Request, p *Profile) error {
 	fields := requestFields(req, p, false)
 	if err := checkFields(fields); err != nil {
 		return err
@@ -42,10 +52,17 @@ func writeRequestH1(w *bufio.Writer, req *http.Request, p *Profile) error {
 	for _, f := range fields {
 		_, _ = w.WriteString(f.name + ": " + f.value + "\r\n")
 	}
-	if _, err := w.WriteString("\r\n"); err != nil {
-		return err
-	}
-	if req.Body == nil || req.Body == http.NoBody {
+	_, err := w.WriteString("\r\n")
+	return err
+}
+
+// hasBody reports whether req sends a body.
+func hasBody(req *http.Request) bool { return req.Body != nil && req.Body != http.NoBody }
+
+// writeBodyH1 writes req's body after its head, streamed as it arrives
+// (Content-Length or chunked, with trailers), if it has one.
+func writeBodyH1(w *bufio.Writer, req *http.Request) error {
+	if !hasBody(req) {
 		return nil
 	}
 	if err := w.Flush(); err != nil { // the head goes out before the body is read

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -70,6 +71,13 @@ func (s *session) handler() http.Handler {
 			panic(http.ErrAbortHandler)
 		}
 		defer s.handlers.leave()
+		if r.ProtoMajor == 1 {
+			// Answer while the request body is still arriving, as HTTP/2
+			// does: without this, Go's HTTP/1.1 server reads the rest of an
+			// unread body before writing an origin's early answer (413,
+			// 401), waiting on a client that waits for that answer.
+			_ = http.NewResponseController(w).EnableFullDuplex()
+		}
 		info := &reqInfo{start: time.Now()}
 		cw := &countingWriter{ResponseWriter: w}
 		var body *countingBody
@@ -123,7 +131,7 @@ func (s *session) logRequest(r *http.Request, info *reqInfo, cw *countingWriter,
 	}
 	var up int64
 	if body != nil {
-		up = body.n
+		up = body.n.Load()
 	}
 	fields := make([]zap.Field, 0, 16)
 	fields = append(fields,
@@ -267,14 +275,16 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // countingBody counts the request body bytes read from the client.
+// countingBody counts a request body's bytes. Atomic: an HTTP/1.1 origin's
+// body writer may still be reading it when the request is logged.
 type countingBody struct {
 	io.ReadCloser
-	n int64
+	n atomic.Int64
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	b.n += int64(n)
+	b.n.Add(int64(n))
 	return n, err
 }
 

@@ -385,3 +385,46 @@ func TestOriginHeadersReachTheClientUnchanged(t *testing.T) {
 	assert.Empty(t, resp.Header.Get("Content-Type"), "no sniffed Content-Type added")
 	assert.Empty(t, resp.Header.Get("Date"), "no Date added")
 }
+
+// An origin that answers before reading the whole request body (here a 413
+// after the first bytes) is heard: the client gets that answer while its
+// body is still open, instead of hopper waiting on a body the origin no
+// longer reads.
+func TestEarlyAnswerWhileTheBodyIsStillComing(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("origin h2=%v", h2), func(t *testing.T) {
+			w := newWorld(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// Go's HTTP/1.1 server would otherwise read the rest of the
+				// body before answering; nginx and others answer at once.
+				_ = http.NewResponseController(w).EnableFullDuplex()
+				buf := make([]byte, 5)
+				if _, err := io.ReadFull(r.Body, buf); err != nil {
+					http.Error(w, "no first chunk", 400)
+					return
+				}
+				w.WriteHeader(http.StatusRequestEntityTooLarge)
+				_, _ = io.WriteString(w, "too large")
+				w.(http.Flusher).Flush()
+			}), worldOpts{h2: h2})
+			pr, pw := io.Pipe()
+			answered := make(chan struct{})
+			go func() {
+				_, _ = io.WriteString(pw, "ping1")
+				select {
+				case <-answered:
+					_ = pw.Close()
+				case <-time.After(10 * time.Second):
+					_ = pw.CloseWithError(fmt.Errorf("no answer while the body was open"))
+				}
+			}()
+			resp, err := w.client(t, h2).Post("https://shop.example/up", "application/octet-stream", pr)
+			close(answered)
+			require.NoError(t, err)
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+			assert.Equal(t, "too large", string(b))
+		})
+	}
+}
