@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,6 +246,101 @@ func BenchmarkForward(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "requests/s")
 		})
 	}
+}
+
+// BenchmarkForwardRaw is BenchmarkForward with raw sockets at both ends: 8
+// kept-alive clients send the same GET for a 1 KiB body, an origin answers
+// it, and neither allocates, so allocs/op and B/op are hopper's alone.
+func BenchmarkForwardRaw(b *testing.B) {
+	const conns = 8
+	body := pattern(1 << 10)
+	reply := append([]byte("HTTP/1.1 200 OK\r\nContent-Length: 1024\r\n\r\n"), body...)
+	origin := benchServer(b, func(c net.Conn) {
+		buf := make([]byte, 4<<10)
+		n := 0
+		for {
+			k, err := c.Read(buf[n:])
+			if err != nil {
+				return
+			}
+			n += k
+			if end := headEnd(buf[:n], 0); end >= 0 {
+				n = copy(buf, buf[end:n])
+				if _, err := c.Write(reply); err != nil {
+					return
+				}
+			}
+		}
+	})
+	for _, mode := range []string{"direct", "hopper"} {
+		b.Run(mode, func(b *testing.B) {
+			addr, target := origin, "/1k"
+			if mode == "hopper" {
+				idle := &dial.IdlePool{MaxPerKey: conns}
+				defer idle.Close()
+				addr, target = benchProxy(b, &dial.Direct{Idle: idle}), "http://"+origin+"/1k"
+			}
+			request := []byte("GET " + target + " HTTP/1.1\r\nHost: " + origin + "\r\nUser-Agent: bench\r\n\r\n")
+			clients := make([]net.Conn, conns)
+			for i := range clients {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				clients[i] = c
+			}
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism((conns + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				c := clients[next.Add(1)-1]
+				buf := make([]byte, 4<<10)
+				for pb.Next() {
+					if err := rawGet(c, request, buf); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "requests/s")
+		})
+	}
+}
+
+// rawGet sends request on c and reads one response whose head ends with its
+// Content-Length field, as both ends of BenchmarkForwardRaw send it.
+func rawGet(c net.Conn, request, buf []byte) error {
+	if _, err := c.Write(request); err != nil {
+		return err
+	}
+	n, want := 0, -1
+	for want < 0 || n < want {
+		k, err := c.Read(buf[n:])
+		if err != nil {
+			return err
+		}
+		n += k
+		if want < 0 {
+			end := headEnd(buf[:n], 0)
+			if end < 0 {
+				continue
+			}
+			h := buf[:end-4]
+			i := bytes.LastIndexByte(h, ' ')
+			cl, ok := parseLength(h[i+1:])
+			if !ok {
+				return fmt.Errorf("unexpected response head %q", h)
+			}
+			want = end + int(cl)
+		}
+	}
+	if n != want {
+		return fmt.Errorf("%d bytes past the response", n-want)
+	}
+	return nil
 }
 
 // BenchmarkIdleTunnelMemory reports the heap and stack held per open, idle

@@ -45,7 +45,8 @@ func isSrcErr(err error) bool {
 // Small bodies already buffered leave in the same write as the head; large
 // stretches go straight from connection to connection so the kernel can
 // splice them. Each wait is bounded by idle: a read or write that makes no
-// progress for that long fails.
+// progress for that long fails. The deadlines it sets are its own to clear
+// (disarm); those it finds are left as they are until it sets its own.
 type bodyCopy struct {
 	dst    net.Conn
 	src    *reader
@@ -59,10 +60,13 @@ type bodyCopy struct {
 	// once, and arm never pushes a deadline back out.
 	stop *atomic.Bool
 
-	n       int64 // body bytes written
-	armed   time.Time
-	touched bool // deadlines were set and must be cleared by disarm
-	pending []byte
+	n int64 // body bytes written
+	// When each side's deadline was last set, and whether it was set at
+	// all (disarm clears those). A body already buffered with its head
+	// needs the write side only.
+	armedR, armedW     time.Time
+	touchedR, touchedW bool
+	pending            []byte
 }
 
 // run copies the message; it returns nil once the body ended as framed
@@ -138,7 +142,7 @@ func (bc *bodyCopy) run() error {
 			continue
 		}
 
-		bc.arm()
+		bc.armRead()
 		if _, err := bc.src.fill(); err != nil {
 			if errors.Is(err, io.EOF) {
 				if bc.fr.kind == bodyClose {
@@ -161,7 +165,7 @@ func (bc *bodyCopy) emit(b []byte) error {
 		bc.pending = append(bc.pending, b...)
 		return nil
 	}
-	bc.arm()
+	bc.armWrite()
 	bufs := net.Buffers{bc.pending, b}
 	_, err := bufs.WriteTo(bc.dst)
 	bc.pending = bc.pending[:0]
@@ -175,7 +179,7 @@ func (bc *bodyCopy) flush() error {
 	if len(bc.pending) == 0 {
 		return nil
 	}
-	bc.arm()
+	bc.armWrite()
 	_, err := bc.dst.Write(bc.pending)
 	bc.pending = bc.pending[:0]
 	if err != nil {
@@ -189,8 +193,9 @@ func (bc *bodyCopy) flush() error {
 // that moved bytes is followed by another.
 func (bc *bodyCopy) direct(limit int64) (n int64, eof bool, err error) {
 	for {
-		bc.armed = time.Time{}
-		bc.arm()
+		bc.armedR, bc.armedW = time.Time{}, time.Time{}
+		bc.armRead()
+		bc.armWrite()
 		var k int64
 		if limit < 0 {
 			k, err = io.Copy(bc.dst, bc.src.conn)
@@ -214,25 +219,39 @@ func (bc *bodyCopy) direct(limit int64) (n int64, eof bool, err error) {
 	}
 }
 
-// arm (re)sets the read deadline on the source and the write deadline on
-// the destination, at most every idle/4, so each blocking step is bounded
-// by about idle without touching timers on every small read.
-func (bc *bodyCopy) arm() {
-	if bc.stopped() {
-		return
+// armRead (re)sets the read deadline on the source, and armWrite the write
+// deadline on the destination, each at most every idle/4, so each blocking
+// step is bounded by about idle without touching timers on every small
+// read or write.
+func (bc *bodyCopy) armRead() {
+	if now, ok := bc.due(&bc.armedR); ok {
+		bc.touchedR = true
+		_ = bc.src.conn.SetReadDeadline(now.Add(bc.idle))
+		// An abort that raced with the deadline above must not be undone.
+		bc.stopped()
 	}
-	if bc.idle <= 0 {
-		return
+}
+
+func (bc *bodyCopy) armWrite() {
+	if now, ok := bc.due(&bc.armedW); ok {
+		bc.touchedW = true
+		_ = bc.dst.SetWriteDeadline(now.Add(bc.idle))
+		bc.stopped()
+	}
+}
+
+// due reports whether a deadline armed at *armed needs setting again, and
+// if so records now as its new time.
+func (bc *bodyCopy) due(armed *time.Time) (time.Time, bool) {
+	if bc.stopped() || bc.idle <= 0 {
+		return time.Time{}, false
 	}
 	now := time.Now()
-	if !bc.armed.IsZero() && now.Sub(bc.armed) < bc.idle/4 {
-		return
+	if !armed.IsZero() && now.Sub(*armed) < bc.idle/4 {
+		return now, false
 	}
-	bc.armed, bc.touched = now, true
-	_ = bc.src.conn.SetReadDeadline(now.Add(bc.idle))
-	_ = bc.dst.SetWriteDeadline(now.Add(bc.idle))
-	// An abort that raced with the deadlines above must not be undone.
-	bc.stopped()
+	*armed = now
+	return now, true
 }
 
 // stopped reports an abort, and makes sure both waits fail at once.
@@ -243,17 +262,20 @@ func (bc *bodyCopy) stopped() bool {
 	past := time.Unix(1, 0)
 	_ = bc.src.conn.SetReadDeadline(past)
 	_ = bc.dst.SetWriteDeadline(past)
-	bc.touched = true
+	bc.touchedR, bc.touchedW = true, true
 	return true
 }
 
-// disarm clears the deadlines arm set, so that later users of either
-// connection (a kept-alive request, a relayed upgrade, an idle pool) start
-// without them.
+// disarm clears the deadlines armRead and armWrite set, so that later users
+// of either connection (a kept-alive request, a relayed upgrade, an idle
+// pool) start without them.
 func (bc *bodyCopy) disarm() {
-	if bc.touched {
+	if bc.touchedR {
 		_ = bc.src.conn.SetReadDeadline(time.Time{})
+		bc.touchedR = false
+	}
+	if bc.touchedW {
 		_ = bc.dst.SetWriteDeadline(time.Time{})
-		bc.touched = false
+		bc.touchedW = false
 	}
 }

@@ -22,12 +22,26 @@ const (
 
 	DefaultMaxConnsPerClient = 256
 
+	// DefaultResponseHeaderTimeout is short next to DefaultIdleTimeout: an
+	// origin or upstream that took a request and went silent that long is
+	// seldom going to answer.
+	DefaultResponseHeaderTimeout = 30 * time.Second
+
 	minHeadBytes = 1 << 10
 	maxHeadBytes = 1 << 20
 )
 
 // ErrInvalidConfig is wrapped by every error Config.Validate returns.
 var ErrInvalidConfig = errors.New("invalid tunnel config")
+
+// FailureReporter is told of an upstream's own failures that show only after
+// its dial succeeded, so they count towards its health like a failed dial:
+// today, a forward request it accepted and then left unanswered for
+// Config.ResponseHeaderTimeout. upstream is dial.Outbound.Upstream. It
+// reports whether it knows such an upstream. *rotate.Router implements it.
+type FailureReporter interface {
+	ReportFailure(ctx context.Context, upstream string, err error) bool
+}
 
 // StreamHandler serves a connection whose first byte tunnel already read.
 // tunnel leaves its header deadline set on conn (the handler clears it after its handshake).
@@ -92,6 +106,19 @@ type Config struct {
 	// bounds each wait for an origin's response. Default 5m.
 	IdleTimeout time.Duration
 
+	// ResponseHeaderTimeout bounds the wait for a forward request's
+	// response head, from when the request (body included) was sent. When
+	// it passes the outbound connection is closed, Failures hears of the
+	// upstream, and the client gets 504 (Hopper-Error: timeout), unless
+	// nothing reached it and the request is a bodiless GET, HEAD, OPTIONS or
+	// TRACE: that is sent once more through the Dialer. IdleTimeout bounds
+	// it too. Default 30s.
+	ResponseHeaderTimeout time.Duration
+
+	// Failures, if set, is told of upstreams that stalled a forward request
+	// (see ResponseHeaderTimeout). Nil tells no one.
+	Failures FailureReporter
+
 	// ConnectTimeout bounds each Dialer.Dial (all of its attempts). Default 10s.
 	ConnectTimeout time.Duration
 
@@ -126,6 +153,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative IdleTimeout %v", ErrInvalidConfig, c.IdleTimeout)
 	case c.ConnectTimeout < 0:
 		return fmt.Errorf("%w: negative ConnectTimeout %v", ErrInvalidConfig, c.ConnectTimeout)
+	case c.ResponseHeaderTimeout < 0:
+		return fmt.Errorf("%w: negative ResponseHeaderTimeout %v", ErrInvalidConfig, c.ResponseHeaderTimeout)
 	case c.MaxConns < 0:
 		return fmt.Errorf("%w: negative MaxConns %d", ErrInvalidConfig, c.MaxConns)
 	case c.MaxConnsPerClient < 0:
@@ -146,6 +175,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.ResponseHeaderTimeout == 0 {
+		c.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns

@@ -58,6 +58,12 @@ type requestState struct {
 	seq     int
 	authRaw string // Proxy-Authorization value already accepted on this conn
 	authed  identity
+	fwd     forwardState
+
+	// dctx bounds dials (see dialContext), dcancel releases it.
+	dctx    context.Context
+	dcancel context.CancelFunc
+	dctxAt  time.Time
 }
 
 func newConn(ctx context.Context, s *Server, rw net.Conn, id uint64) *conn {
@@ -165,19 +171,27 @@ func (c *conn) serveHTTP() {
 
 // readRequest reads and parses the next request head into c.req. The first
 // request's header deadline is already running; later ones wait up to
-// IdleTimeout for their first byte. The deadline is cleared once the head is
-// read.
+// IdleTimeout for their first byte, and the rest of a head that did not come
+// whole with it is due within HeaderTimeout. The read deadline is cleared
+// once the head is read.
 func (c *conn) readRequest(first bool) error {
 	cfg := &c.srv.cfg
+	armed := first
 	if !first {
 		if len(c.in.buffered()) == 0 {
+			armed = true
 			_ = c.rwc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
 			if _, err := c.in.fill(); err != nil {
 				return errors.Join(errIdleClosed, err)
 			}
 		}
 		c.srv.setActive(c)
-		_ = c.rwc.SetDeadline(time.Now().Add(cfg.HeaderTimeout))
+		// Mostly the whole head came in one read: then no header deadline
+		// is needed. Empty lines before it are dropped with more reads.
+		if b := c.in.buffered(); b[0] == '\r' || b[0] == '\n' || headEnd(b, 0) < 0 {
+			armed = true
+			_ = c.rwc.SetReadDeadline(time.Now().Add(cfg.HeaderTimeout))
+		}
 	}
 	b, err := c.in.readHead(cfg.MaxHeadBytes)
 	if err != nil {
@@ -188,7 +202,12 @@ func (c *conn) readRequest(first bool) error {
 	if err != nil {
 		return err
 	}
-	_ = c.rwc.SetDeadline(time.Time{})
+	switch {
+	case first:
+		_ = c.rwc.SetDeadline(time.Time{})
+	case armed:
+		_ = c.rwc.SetReadDeadline(time.Time{})
+	}
 	return nil
 }
 
@@ -261,10 +280,16 @@ func (c *conn) releaseBuffers() {
 	if c.requestState == nil {
 		return
 	}
+	if c.dcancel != nil {
+		c.dcancel()
+		c.dctx, c.dcancel = nil, nil
+	}
 	c.detachBuf(&c.in)
 	c.detachBuf(&c.up)
 	c.req, c.resp = head{}, head{}
 	c.wbuf, c.rbuf = nil, nil
+	// Not the access entry: an upgraded request logs it when it ends.
+	c.fwd.info, c.fwd.u, c.fwd.targets = reqInfo{}, absURI{}, targetCache{}
 }
 
 // closeLingering closes the client connection after an error reply without

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/hopper-proxy/hopper/dial"
 	"github.com/hopper-proxy/hopper/relay"
@@ -46,7 +47,7 @@ func (c *conn) serveConnect() {
 		c.fail(&e, err)
 		return
 	}
-	e.noteOutbound(out)
+	e.noteOutbound(out, time.Now())
 	if !c.track(out.Conn) {
 		e.result = resultShutdown
 		c.logAccess(&e)
@@ -115,8 +116,7 @@ func relayResult(res relay.Result, err error) string {
 // because that deadline passed is reported as a timeout even if its error
 // does not say so.
 func (c *conn) dial(req *dial.Request) (*dial.Outbound, error) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.ConnectTimeout)
-	defer cancel()
+	ctx := c.dialContext(time.Now())
 	out, err := c.srv.cfg.Dialer.Dial(ctx, req)
 	if err == nil && (out == nil || out.Conn == nil) {
 		err = fmt.Errorf("%w: dialer returned no connection", dial.ErrUpstream)
@@ -128,6 +128,28 @@ func (c *conn) dial(req *dial.Request) (*dial.Outbound, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// dialShareFraction: dials that start within ConnectTimeout/dialShareFraction
+// of each other on one connection share a context (see dialContext).
+const dialShareFraction = 100
+
+// dialContext returns a context with the deadline ConnectTimeout after
+// about now, for one dial. The dials of a kept-alive connection's requests
+// that follow each other closely share one, each left at least 99% of the
+// budget: a context and its timer per request cost more than the rest of
+// forwarding a small request outside the kernel. releaseBuffers releases it.
+func (c *conn) dialContext(now time.Time) context.Context {
+	budget := c.srv.cfg.ConnectTimeout
+	if c.dctx != nil && now.Sub(c.dctxAt) <= budget/dialShareFraction && !now.Before(c.dctxAt) {
+		return c.dctx
+	}
+	if c.dcancel != nil {
+		c.dcancel()
+	}
+	c.dctx, c.dcancel = context.WithDeadline(c.ctx, now.Add(budget))
+	c.dctxAt = now
+	return c.dctx
 }
 
 // isTimeout reports a deadline passing on a connection.

@@ -5,13 +5,15 @@
 // deadline, sniffing the first byte (SOCKS or HTTP), parsing HTTP/1.x request
 // heads, proxy authentication at the boundary, HTTP CONNECT tunnels and
 // plain-HTTP forward requests (keep-alive, streamed bodies, WebSocket
-// upgrades), and rendering every failure to the client per DESIGN.md's error
-// table.
+// upgrades, a response header timeout that sends a safe request once more),
+// and rendering every failure to the client per DESIGN.md's error table.
 //
 // It leaves to others:
 //   - how an outbound connection is made and through which upstream: a
 //     dial.Dialer answers each dial.Request;
 //   - who may use the proxy: a dial.Authenticator checks credentials;
+//   - the health of upstreams: a FailureReporter hears of those that took a
+//     forward request and never answered it;
 //   - SOCKS: connections whose first byte is 0x04 or 0x05 are handed, raw,
 //     to a StreamHandler;
 //   - moving bytes once a tunnel is up: relay.Start (relay.Pipe for WebSocket

@@ -60,7 +60,15 @@ func replyFor(err error, target string) reply {
 		r.body = "hopper: no upstream available for " + target + "; check the upstream list and its health\n"
 	case dial.KindTimeout:
 		r.status, r.hopperError = 504, "timeout"
-		r.body = "hopper: timed out reaching " + target + "\n"
+		var se *stallError
+		switch {
+		case errors.As(err, &se):
+			r.body = "hopper: no response from " + target + " within " + se.after.String() + "\n"
+		case errors.Is(err, errNoResponse):
+			r.body = "hopper: no response from " + target + " in time\n"
+		default:
+			r.body = "hopper: timed out reaching " + target + "\n"
+		}
 	default:
 		r.status, r.hopperError = 502, "upstream-failed"
 		verb := "could not reach "

@@ -1,10 +1,16 @@
 package tunnel
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/hopper-proxy/hopper/dial"
 	"github.com/hopper-proxy/hopper/relay"
@@ -16,35 +22,94 @@ import (
 // the dialer hands out may be another idle one.
 const maxReuseRetries = 3
 
+// maxStallRetries bounds how often a request whose response head did not
+// come within ResponseHeaderTimeout is sent again through the Dialer. Only
+// bodiless requests of safe methods are, and only when the client has
+// received nothing: the origin may have acted on the first copy.
+const maxStallRetries = 1
+
+// reportTimeout bounds telling Config.Failures of a stalled upstream, which
+// may write to state shared with other instances.
+const reportTimeout = time.Second
+
+// keepBufMax is the largest scratch buffer a connection keeps between
+// requests; larger ones are left to the garbage collector.
+const keepBufMax = 8 << 10
+
 var (
 	errUnexpected101 = fmt.Errorf("%w: 101 Switching Protocols without a WebSocket upgrade", errBadResponse)
 )
+
+// stallError is a response head that did not come within
+// ResponseHeaderTimeout: a timeout (504) with no response.
+type stallError struct {
+	after time.Duration
+	err   error
+}
+
+func (e *stallError) Error() string {
+	return "no response head within " + e.after.String() + " (response header timeout): " + e.err.Error()
+}
+
+func (e *stallError) Unwrap() []error { return []error{dial.ErrTimeout, errNoResponse, e.err} }
+
+// forwardState is the forward request being served. It lives in the
+// connection's requestState, so that serving a request allocates none of it.
+type forwardState struct {
+	e       accessEntry
+	info    reqInfo
+	u       absURI
+	req     dial.Request
+	targets targetCache
+}
+
+// targetCache remembers the dial target of the last authority parsed: a
+// kept-alive client mostly asks the same host again.
+type targetCache struct {
+	authority []byte
+	target    string
+}
+
+// hostPort is hostPort(a, "80"), from the cache when a is the last
+// authority seen.
+func (tc *targetCache) hostPort(a []byte) (string, error) {
+	if tc.target != "" && bytes.Equal(a, tc.authority) {
+		return tc.target, nil
+	}
+	t, err := hostPort(a, "80")
+	if err == nil {
+		tc.authority = append(tc.authority[:0], a...)
+		tc.target = t
+	}
+	return t, err
+}
 
 // serveForward serves one absolute-URI request (RFC 9112 §3.2.2) by sending
 // it on in origin-form and streaming the response back. It reports whether
 // the client connection may carry another request.
 func (c *conn) serveForward() bool {
-	e := c.newEntry(dial.ProtocolHTTPForward)
+	f := &c.fwd
+	f.e = c.newEntry(dial.ProtocolHTTPForward)
+	e := &f.e
 	h := &c.req
-	info, err := analyzeRequest(h)
-	if err != nil {
-		c.fail(&e, err)
+	var err error
+	if f.info, err = analyzeRequest(h); err != nil {
+		c.fail(e, err)
 		return false
 	}
-	u, err := parseAbsoluteURI(h.target)
-	if err != nil {
-		c.fail(&e, err)
+	if f.u, err = parseAbsoluteURI(h.target, &f.targets); err != nil {
+		c.fail(e, err)
 		return false
 	}
-	e.target = u.target
+	e.target = f.u.target
 	id, err := c.identify(h)
 	e.user = id.user
 	if err != nil {
-		c.fail(&e, err)
+		c.fail(e, err)
 		return false
 	}
-	req := dial.Request{
-		Target:   u.target,
+	f.req = dial.Request{
+		Target:   f.u.target,
 		Protocol: dial.ProtocolHTTPForward,
 		Client:   c.rwc.RemoteAddr(),
 		User:     id.user,
@@ -55,24 +120,35 @@ func (c *conn) serveForward() bool {
 		Seq:      c.seq,
 	}
 	c.seq++
-	for retries := 0; ; retries++ {
-		out, err := c.dial(&req)
+	reuses, stalls := 0, 0
+	for {
+		out, err := c.dial(&f.req)
 		if err != nil {
 			e.noteDialErr(err)
-			c.fail(&e, err)
+			c.fail(e, err)
 			return false
 		}
-		e.noteOutbound(out)
-		x := exchange{c: c, out: out, info: &info, u: &u, e: &e}
+		now := time.Now()
+		e.noteOutbound(out, now)
+		x := exchange{c: c, out: out, info: &f.info, u: &f.u, e: e, now: now}
 		keep, retry := x.run()
-		if retry && retries < maxReuseRetries {
-			continue
+		if !retry {
+			return keep
 		}
-		if retry {
-			c.fail(&e, x.retryErr)
+		if x.stalled {
+			stalls++
+		} else {
+			reuses++
+		}
+		if stalls > maxStallRetries || reuses > maxReuseRetries {
+			c.fail(e, x.retryErr)
 			return false
 		}
-		return keep
+		if x.stalled {
+			c.srv.log.Debug("no response head in time; sending the request again",
+				zap.String("client", c.clientAddr()), zap.String("target", e.target),
+				zap.String("upstream", out.Upstream), zap.Error(x.retryErr))
+		}
 	}
 }
 
@@ -84,8 +160,14 @@ type exchange struct {
 	u    *absURI
 	e    *accessEntry
 	job  *bodyJob
-	// retryErr is the failure that made run ask for a retry.
+	// now is when the outbound was handed over; headWait bounds the wait
+	// for the response head once the request was sent.
+	now      time.Time
+	headWait time.Duration
+	// retryErr is the failure that made run ask for a retry; stalled says
+	// it was a response head that did not come in time.
 	retryErr error
+	stalled  bool
 }
 
 // bodyJob streams a request body to the origin while the response is read,
@@ -101,17 +183,36 @@ type bodyJob struct {
 	err  error
 	// Set by settleBody, after done.
 	settled, aborted bool
+
+	// mu orders the two goroutines' changes to the outbound's read
+	// deadline while the response head is awaited: the job starts the
+	// response header timeout when the body is sent (sent, sentAt), unless
+	// the head already came (headDone).
+	mu       sync.Mutex
+	sent     bool
+	sentAt   time.Time
+	headDone bool
 }
 
-func (j *bodyJob) run(onClientErr func()) {
+// run copies the body to out, then starts the wait of headWait for the
+// response head, or, if the client failed, wakes that wait at once.
+func (j *bodyJob) run(out net.Conn, headWait time.Duration) {
 	defer close(j.done)
 	j.err = j.bc.run()
 	j.bc.disarm()
-	if j.err != nil && isSrcErr(j.err) {
-		// Stored before onClientErr wakes the response reader, which then
+	switch {
+	case j.err == nil:
+		j.mu.Lock()
+		j.sent, j.sentAt = true, time.Now()
+		if !j.headDone {
+			_ = out.SetReadDeadline(j.sentAt.Add(headWait))
+		}
+		j.mu.Unlock()
+	case isSrcErr(j.err):
+		// Stored before the deadline wakes the response reader, which then
 		// sees it and stops waiting.
 		j.clientFailed.Store(true)
-		onClientErr()
+		_ = out.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -124,12 +225,55 @@ func (j *bodyJob) finished() bool {
 	}
 }
 
+// waitMore is asked when the wait for the response head timed out. It
+// reports whether to go on waiting, with the read deadline on out pushed
+// back: by idle while the body still streams, or to the end of the response
+// header timeout if the body was sent since the deadline was set.
+func (j *bodyJob) waitMore(out net.Conn, idle, headWait time.Duration) bool {
+	if j.clientFailed.Load() {
+		return false
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	now := time.Now()
+	switch {
+	case j.sent:
+		due := j.sentAt.Add(headWait)
+		if !now.Before(due) {
+			return false
+		}
+		_ = out.SetReadDeadline(due)
+	case j.finished():
+		return false
+	default:
+		_ = out.SetReadDeadline(now.Add(idle))
+	}
+	return true
+}
+
+// sentAll reports that the whole body was sent.
+func (j *bodyJob) sentAll() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.sent
+}
+
+// headArrived ends the response header timeout: from now on the response
+// body's reads arm their own deadlines.
+func (j *bodyJob) headArrived() {
+	j.mu.Lock()
+	j.headDone = true
+	j.mu.Unlock()
+}
+
 // run performs the exchange. keep reports that the client connection may
-// carry another request; retry that nothing reached the client or the origin
-// and the request may be sent again on a fresh connection.
+// carry another request; retry that nothing reached the client and the
+// request may be sent again on a fresh connection.
 func (x *exchange) run() (keep, retry bool) {
 	c, out, e := x.c, x.out, x.e
-	idle := c.srv.cfg.IdleTimeout
+	cfg := &c.srv.cfg
+	idle := cfg.IdleTimeout
+	x.headWait = min(cfg.ResponseHeaderTimeout, idle)
 	if !c.track(out.Conn) {
 		out.Done(false)
 		e.result = resultShutdown
@@ -144,28 +288,28 @@ func (x *exchange) run() (keep, retry bool) {
 	c.wbuf = appendRequestHead(c.wbuf[:0], &c.req, x.u, x.info, out.Proxy, out.ProxyAuthorization)
 	e.up += int64(len(c.wbuf))
 
-	_ = out.Conn.SetReadDeadline(time.Now().Add(idle))
 	if x.info.body.kind == bodyNone {
-		_ = out.Conn.SetWriteDeadline(time.Now().Add(idle))
+		// One deadline covers sending the head and the response head's
+		// wait: a peer that takes neither in time stalled alike.
+		_ = out.Conn.SetDeadline(x.now.Add(x.headWait))
 		if _, err := out.Conn.Write(c.wbuf); err != nil {
 			return x.noResponse(err)
 		}
-		_ = out.Conn.SetWriteDeadline(time.Time{})
 	} else {
+		// The response header timeout starts once the body is sent; until
+		// then each wait is bounded by idle.
+		_ = out.Conn.SetReadDeadline(x.now.Add(idle))
 		x.job = &bodyJob{done: make(chan struct{})}
 		x.job.bc = bodyCopy{dst: out.Conn, src: &c.in, fr: x.info.body, idle: idle, prefix: c.wbuf,
 			readAll: &x.job.readAll, stop: &x.job.stop}
-		// A client that goes away mid-body unblocks the wait for a response.
-		go x.job.run(func() { _ = out.Conn.SetReadDeadline(time.Unix(1, 0)) })
+		go x.job.run(out.Conn, x.headWait)
 	}
 
 	headReq := string(c.req.method) == "HEAD"
 	for {
-		b, err := c.up.readHead(c.srv.cfg.MaxHeadBytes)
+		b, err := c.up.readHead(cfg.MaxHeadBytes)
 		if err != nil {
-			if isTimeout(err) && x.job != nil && !x.job.finished() && !x.job.clientFailed.Load() {
-				// The body is still streaming (slowly): keep waiting.
-				_ = out.Conn.SetReadDeadline(time.Now().Add(idle))
+			if isTimeout(err) && x.job != nil && x.job.waitMore(out.Conn, idle, x.headWait) {
 				continue
 			}
 			return x.noResponse(err)
@@ -191,6 +335,10 @@ func (x *exchange) run() (keep, retry bool) {
 				return x.finish(resultClientClosed, err, false)
 			}
 		}
+		x.rearmHeadWait()
+	}
+	if x.job != nil {
+		x.job.headArrived()
 	}
 
 	ri, err := analyzeResponse(&c.resp, headReq)
@@ -205,6 +353,11 @@ func (x *exchange) run() (keep, retry bool) {
 	bc := bodyCopy{dst: c.rwc, src: &c.up, fr: ri.body, idle: idle, prefix: c.rbuf}
 	err = bc.run()
 	bc.disarm()
+	// The head and a small body were batched in one buffer grown from
+	// c.rbuf: keep the larger one for the next response.
+	if cap(bc.pending) > cap(c.rbuf) && cap(bc.pending) <= keepBufMax {
+		c.rbuf = bc.pending[:0]
+	}
 	e.down += bc.n
 	if err != nil {
 		result := resultInterrupted
@@ -219,14 +372,44 @@ func (x *exchange) run() (keep, retry bool) {
 	return keep && !clientClose, false
 }
 
+// rearmHeadWait starts the wait for the final response head again after an
+// interim response: by idle while a request body still streams, else the
+// response header timeout.
+func (x *exchange) rearmHeadWait() {
+	now := time.Now()
+	if j := x.job; j != nil {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		if !j.sent {
+			_ = x.out.Conn.SetReadDeadline(now.Add(x.c.srv.cfg.IdleTimeout))
+			return
+		}
+	}
+	_ = x.out.Conn.SetReadDeadline(now.Add(x.headWait))
+}
+
 // noResponse handles a failure before the final response head arrived: a
-// retry on a fresh connection when that is safe, else an error reply.
+// retry on a fresh connection when that is safe, else an error reply. A
+// response head that did not come in time counts against the upstream.
 func (x *exchange) noResponse(err error) (keep, retry bool) {
 	c, out := x.c, x.out
-	if x.job == nil && out.Reused && c.up.total == 0 && !errors.Is(err, errBadResponse) {
+	stalled := isTimeout(err) && (x.job == nil || x.job.sentAll())
+	if stalled {
+		err = &stallError{after: x.headWait, err: err}
+		x.report(err)
+	}
+	// Nothing read from the origin means nothing reached the client.
+	fresh := x.job == nil && c.up.total == 0
+	switch {
+	case stalled && fresh && safeMethod(c.req.method):
+		x.stalled = true
+		x.retryErr = err
+	case !stalled && fresh && out.Reused && !isTimeout(err) && !errors.Is(err, errBadResponse):
+		x.retryErr = fmt.Errorf("%w: %w", errNoResponse, err)
+	}
+	if x.retryErr != nil {
 		c.untrack()
 		out.Done(false)
-		x.retryErr = fmt.Errorf("%w: %w", errNoResponse, err)
 		return false, true
 	}
 	if x.job != nil {
@@ -237,13 +420,38 @@ func (x *exchange) noResponse(err error) (keep, retry bool) {
 	}
 	c.untrack()
 	out.Done(false)
-	if isTimeout(err) {
-		err = fmt.Errorf("%w: waiting for the response: %w", dial.ErrTimeout, err)
-	} else {
+	switch {
+	case stalled:
+	case isTimeout(err):
+		err = fmt.Errorf("%w: %w: %w", dial.ErrTimeout, errNoResponse, err)
+	default:
 		err = fmt.Errorf("%w: %w", errNoResponse, err)
 	}
 	c.fail(x.e, err)
 	return false, false
+}
+
+// safeMethod reports the methods a request may be repeated with after the
+// origin may have seen it (RFC 9110 §9.2.1, §9.2.2: safe, hence idempotent;
+// PUT and DELETE are idempotent too but usually change state on the first
+// copy already, and are left to the client).
+func safeMethod(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
+}
+
+// report tells Config.Failures that the exchange's upstream failed it.
+func (x *exchange) report(err error) {
+	r := x.c.srv.cfg.Failures
+	if r == nil || x.out.Upstream == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(x.c.ctx, reportTimeout)
+	defer cancel()
+	r.ReportFailure(ctx, x.out.Upstream, err)
 }
 
 // settleBody ends a request body stream once the response is complete or
@@ -278,6 +486,9 @@ func (x *exchange) settleBody() {
 		_ = x.out.Conn.SetWriteDeadline(time.Time{})
 	}
 	x.e.up += j.bc.n
+	if c := x.c; cap(j.bc.pending) > cap(c.wbuf) && cap(j.bc.pending) <= keepBufMax {
+		c.wbuf = j.bc.pending[:0]
+	}
 }
 
 // finish ends the exchange: it settles the request body, gives the outbound
@@ -297,8 +508,12 @@ func (x *exchange) finish(result string, err error, reusable bool) (keep, retry 
 			}
 		}
 	}
-	_ = out.Conn.SetReadDeadline(time.Time{})
 	reusable = c.untrack() && reusable
+	if reusable {
+		// The next user starts without deadlines; a connection that is
+		// closed needs no clearing.
+		_ = out.Conn.SetDeadline(time.Time{})
+	}
 	out.Done(reusable)
 	if c.wasForced() {
 		result = resultShutdown

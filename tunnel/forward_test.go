@@ -14,8 +14,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -343,4 +345,58 @@ func TestForwardNoBodyResponses(t *testing.T) {
 	_, body := getBody(t, client, o.URL+"/hello")
 	assert.Equal(t, "hello from origin", body)
 	assert.Equal(t, int64(1), conns.Load(), "framing kept the connection usable")
+}
+
+// Every dial gets (nearly) the whole ConnectTimeout, also when the requests
+// of a kept-alive connection share a dial context, and that context is
+// released with the connection.
+func TestForwardDialBudget(t *testing.T) {
+	o := startOrigin(t)
+	const budget = 2 * time.Second
+	const window = budget / dialShareFraction
+	var mu sync.Mutex
+	var deadlines []time.Time
+	var ctxs []context.Context
+	dialer := dial.DialerFunc(func(ctx context.Context, req *dial.Request) (*dial.Outbound, error) {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			return nil, fmt.Errorf("a dial without a deadline")
+		}
+		mu.Lock()
+		deadlines = append(deadlines, dl)
+		ctxs = append(ctxs, ctx)
+		mu.Unlock()
+		return (&dial.Direct{}).Dial(ctx, req)
+	})
+	p := startProxy(t, Config{Dialer: dialer, ConnectTimeout: budget})
+	c := dialProxy(t, p)
+	br := bufio.NewReader(c)
+	var before, after []time.Time
+	for i := range 5 {
+		if i == 3 {
+			time.Sleep(2 * window)
+		}
+		before = append(before, time.Now())
+		_, err := fmt.Fprintf(c, "GET %s/hello HTTP/1.1\r\n\r\n", o.URL)
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		_, err = io.Copy(io.Discard, resp.Body)
+		require.NoError(t, err)
+		after = append(after, time.Now())
+	}
+	require.NoError(t, c.Close())
+	p.waitAccessLines(t, 5)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, deadlines, 5)
+	for i, dl := range deadlines {
+		// A shared context was made at most window before this dial began.
+		assert.False(t, dl.Before(before[i].Add(budget-window)), "dial %d", i)
+		assert.False(t, dl.After(after[i].Add(budget)), "dial %d", i)
+	}
+	assert.NotSame(t, ctxs[2], ctxs[3], "a dial after the window gets a context of its own")
+	require.Eventually(t, func() bool { return ctxs[4].Err() != nil }, testTimeout, 5*time.Millisecond,
+		"the dial context is released with the connection")
+	assert.ErrorIs(t, ctxs[4].Err(), context.Canceled)
 }

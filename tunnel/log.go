@@ -34,19 +34,24 @@ func (e *accessEntry) noteDialErr(err error) {
 	}
 }
 
-// noteOutbound records the upstream and attempts of an established dial.
-func (e *accessEntry) noteOutbound(out *dial.Outbound) {
+// noteOutbound records the upstream and attempts of a dial established at
+// now.
+func (e *accessEntry) noteOutbound(out *dial.Outbound, now time.Time) {
 	e.upstream = out.Upstream
 	e.attempts += len(out.Attempts)
-	e.ready = time.Since(e.start)
+	e.ready = now.Sub(e.start)
 	e.dials = out.Attempts
 }
 
 // logAccess writes e as one Info line with message "tunnel". Errors are
 // rendered with their text, which never holds credentials.
 func (c *conn) logAccess(e *accessEntry) {
-	c.observe(e)
 	ce := c.srv.log.Check(zap.InfoLevel, "tunnel")
+	if ce == nil && c.srv.cfg.Observer == nil {
+		return
+	}
+	d := time.Since(e.start)
+	c.observe(e, d)
 	if ce == nil {
 		return
 	}
@@ -59,7 +64,7 @@ func (c *conn) logAccess(e *accessEntry) {
 		zap.Int("attempts", e.attempts),
 		zap.Int64("up", e.up),
 		zap.Int64("down", e.down),
-		zap.Duration("duration", time.Since(e.start)),
+		zap.Duration("duration", d),
 		zap.String("result", e.result),
 		zap.Int("status", e.status),
 		zap.Skip(),

@@ -169,8 +169,9 @@ type absURI struct {
 }
 
 // parseAbsoluteURI parses an http:// request target. Origin-form targets
-// ("/path") and https:// are bad requests with a hint.
-func parseAbsoluteURI(t []byte) (absURI, error) {
+// ("/path") and https:// are bad requests with a hint. tc, if set, caches
+// the dial target across calls.
+func parseAbsoluteURI(t []byte, tc *targetCache) (absURI, error) {
 	var u absURI
 	const scheme = "http://"
 	if !hasPrefixFold(t, scheme) {
@@ -198,7 +199,13 @@ func parseAbsoluteURI(t []byte) (absURI, error) {
 		rest = append([]byte("/"), rest...)
 	}
 	u.path = rest
-	target, err := hostPort(u.authority, "80")
+	var target string
+	var err error
+	if tc != nil {
+		target, err = tc.hostPort(u.authority)
+	} else {
+		target, err = hostPort(u.authority, "80")
+	}
 	if err != nil {
 		return u, err
 	}

@@ -120,7 +120,7 @@ func TestParseAbsoluteURI(t *testing.T) {
 		{"http://exa\"mple.com/", "", "", "", errBadRequest},
 	}
 	for _, c := range cases {
-		u, err := parseAbsoluteURI([]byte(c.in))
+		u, err := parseAbsoluteURI([]byte(c.in), nil)
 		if c.err != nil {
 			assert.ErrorIs(t, err, c.err, c.in)
 			continue
@@ -152,7 +152,7 @@ func TestAppendRequestHead(t *testing.T) {
 	h := mustRequest(t, "OPTIONS http://example.com HTTP/1.1\r\nHost: other\r\nX-A: 1\r\n\r\n")
 	info, err := analyzeRequest(h)
 	require.NoError(t, err)
-	u, err := parseAbsoluteURI(h.target)
+	u, err := parseAbsoluteURI(h.target, nil)
 	require.NoError(t, err)
 	assert.Equal(t, "OPTIONS * HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\n\r\n",
 		string(appendRequestHead(nil, h, &u, &info, false, "")))
@@ -162,7 +162,7 @@ func TestAppendRequestHead(t *testing.T) {
 	h = mustRequest(t, "GET http://example.com/ws HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n")
 	info, err = analyzeRequest(h)
 	require.NoError(t, err)
-	u, err = parseAbsoluteURI(h.target)
+	u, err = parseAbsoluteURI(h.target, nil)
 	require.NoError(t, err)
 	assert.Equal(t, "GET /ws HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\nConnection: Upgrade\r\n\r\n",
 		string(appendRequestHead(nil, h, &u, &info, false, "")))

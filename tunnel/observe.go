@@ -15,8 +15,9 @@ func (c *conn) newEntry(p dial.Protocol) accessEntry {
 	return accessEntry{proto: p, start: time.Now()}
 }
 
-// observe tells the Observer how the tunnel or request of e ended.
-func (c *conn) observe(e *accessEntry) {
+// observe tells the Observer how the tunnel or request of e ended, d after
+// it started.
+func (c *conn) observe(e *accessEntry, d time.Duration) {
 	o := c.srv.cfg.Observer
 	if o == nil {
 		return
@@ -30,7 +31,7 @@ func (c *conn) observe(e *accessEntry) {
 		Dials:       e.dials,
 		Up:          e.up,
 		Down:        e.down,
-		Duration:    time.Since(e.start),
+		Duration:    d,
 		Established: e.ready,
 		Err:         e.err,
 	})

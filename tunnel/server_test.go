@@ -1,11 +1,13 @@
 package tunnel
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -26,6 +28,7 @@ func TestConfigValidate(t *testing.T) {
 		"negative header":    {Dialer: ok.Dialer, HeaderTimeout: -1},
 		"negative idle":      {Dialer: ok.Dialer, IdleTimeout: -1},
 		"negative connect":   {Dialer: ok.Dialer, ConnectTimeout: -1},
+		"negative response":  {Dialer: ok.Dialer, ResponseHeaderTimeout: -1},
 		"negative max conns": {Dialer: ok.Dialer, MaxConns: -1},
 		"head too small":     {Dialer: ok.Dialer, MaxHeadBytes: 100},
 		"head too large":     {Dialer: ok.Dialer, MaxHeadBytes: 2 << 20},
@@ -43,6 +46,7 @@ func TestNewAppliesDefaults(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 10*time.Second, s.cfg.HeaderTimeout)
 	assert.Equal(t, 5*time.Minute, s.cfg.IdleTimeout)
+	assert.Equal(t, 30*time.Second, s.cfg.ResponseHeaderTimeout)
 	assert.Equal(t, 10*time.Second, s.cfg.ConnectTimeout)
 	assert.Equal(t, 8192, s.cfg.MaxConns)
 	assert.Equal(t, 64<<10, s.cfg.MaxHeadBytes)
@@ -126,6 +130,48 @@ func TestTrickledHeadIsClosed(t *testing.T) {
 			t.Fatal("connection still open after 8s of trickling")
 		}
 		_, _ = c.Write([]byte("X"))
+	}
+}
+
+// On a kept-alive connection the next head is due within HeaderTimeout of
+// its first byte, however it arrives: in part, or as a trickle of the empty
+// lines that may precede it.
+func TestKeptAliveSlowHeadIsClosed(t *testing.T) {
+	o := startOrigin(t)
+	// Idle outlasts the test's own deadline: only the header deadline can
+	// close these connections in time.
+	p := startProxy(t, Config{HeaderTimeout: 200 * time.Millisecond, IdleTimeout: 3 * testTimeout})
+	for _, next := range []string{"GET http://example.com/ HTTP/1.1\r\n", "\r\n", "\r\n\r\n", "trickle"} {
+		c := dialProxy(t, p)
+		_, err := fmt.Fprintf(c, "GET %s/hello HTTP/1.1\r\n\r\n", o.URL)
+		require.NoError(t, err)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		_, err = io.Copy(io.Discard, resp.Body)
+		require.NoError(t, err)
+		closed := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(io.Discard, br)
+			closed <- err
+		}()
+		if next != "trickle" {
+			_, err = io.WriteString(c, next)
+			require.NoError(t, err)
+			assert.NoError(t, <-closed, "%q", next)
+			continue
+		}
+		for i := 0; ; i++ {
+			select {
+			case err := <-closed:
+				assert.NoError(t, err)
+			case <-time.After(20 * time.Millisecond):
+				require.Less(t, i, 400, "connection still open after 8s of trickling")
+				_, _ = io.WriteString(c, "\r\n")
+				continue
+			}
+			break
+		}
 	}
 }
 

@@ -39,6 +39,9 @@ type serveConfig struct {
 	MaxConns       int           `yaml:"max-conns"`
 	// MaxConnsPerClient bounds one client address's connections.
 	MaxConnsPerClient int `yaml:"max-conns-per-client"`
+	// ResponseHeaderTimeout bounds the wait for a forward request's
+	// response head.
+	ResponseHeaderTimeout time.Duration `yaml:"response-header-timeout"`
 
 	// Health, probing and sessions (rotate).
 	Policy                  string        `yaml:"policy"`
@@ -96,6 +99,8 @@ func defaultServeConfig() serveConfig {
 
 		MaxConnsPerClient: 256,
 
+		ResponseHeaderTimeout: 30 * time.Second,
+
 		Policy:                  "round-robin",
 		FailuresUntilQuarantine: 3,
 		Quarantine:              5 * time.Minute,
@@ -139,6 +144,7 @@ func parseServe(args []string, out io.Writer) (serveConfig, error) {
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "console or json")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close tunnels idle for this long")
 	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", cfg.HeaderTimeout, "limit for a client to send its request head or handshake")
+	fs.DurationVar(&cfg.ResponseHeaderTimeout, "response-header-timeout", cfg.ResponseHeaderTimeout, "limit for an origin or upstream to start answering a plain-HTTP request once it was sent (then 504; a bodiless GET/HEAD/OPTIONS is tried once more)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on SIGINT/SIGTERM, how long live tunnels may finish")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "concurrent client connections (0: unlimited)")
 	fs.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", cfg.MaxConnsPerClient, "concurrent connections from one client address, 127.0.0.1 and ::1 exempt (0: unlimited)")
@@ -345,7 +351,8 @@ func (c *serveConfig) validate() error {
 		v    time.Duration
 	}{
 		{"refresh", c.Refresh}, {"connect-timeout", c.ConnectTimeout}, {"idle-timeout", c.IdleTimeout},
-		{"header-timeout", c.HeaderTimeout}, {"reservation-ttl", c.ReservationTTL},
+		{"header-timeout", c.HeaderTimeout}, {"response-header-timeout", c.ResponseHeaderTimeout},
+		{"reservation-ttl", c.ReservationTTL},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("--%s: must be a positive duration such as 30s, got %s", d.name, d.v)

@@ -105,7 +105,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if perClient == 0 {
 		perClient = math.MaxInt32
 	}
-	srv, err := tunnel.New(tunnel.Config{
+	tcfg := tunnel.Config{
 		Dialer:         dialer,
 		Auth:           authn,
 		SOCKS:          socksSrv,
@@ -117,8 +117,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxConns:       maxConns,
 		Observer:       observerOf(metrics),
 
-		MaxConnsPerClient: perClient,
-	})
+		MaxConnsPerClient:     perClient,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+	}
+	if egress.router != nil {
+		// An upstream that stalls forward requests counts as failing, as a
+		// failed dial would.
+		tcfg.Failures = egress.router
+	}
+	srv, err := tunnel.New(tcfg)
 	if err != nil {
 		return err
 	}
