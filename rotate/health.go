@@ -78,6 +78,23 @@ func (p *Pool) charge(u *Upstream, err error) {
 	p.quarantine(u, causeFailures, err)
 }
 
+// chargeReported counts a failure reported after a successful dial and
+// quarantines u when FailuresUntilQuarantine of them came each within the
+// base quarantine period of the previous one (successful dials in between
+// do not clear them: every one of those failures followed one).
+func (p *Pool) chargeReported(u *Upstream, now time.Time, err error) {
+	last := u.reportedAt.Swap(now.UnixNano())
+	n := u.reported.Add(1)
+	if last == 0 || now.Sub(time.Unix(0, last)) > p.qBase {
+		n = 1
+		u.reported.Store(1)
+	}
+	if p.threshold > 0 && n >= p.threshold && u.healthy() {
+		u.reported.Store(0)
+		p.quarantine(u, causeFailures, err)
+	}
+}
+
 // quarantine takes u out of service for its period: Config.Quarantine,
 // doubled for each offence since it last stayed healthy for
 // Config.MaxQuarantine, up to Config.MaxQuarantine. It logs the transition

@@ -265,9 +265,11 @@ func (p *Pool) ReportFailure(ctx context.Context, label string, err error) bool 
 		if u.label != label {
 			continue
 		}
-		if u.recordFailure(err, faultUpstream, p.clock.Now()) {
+		now := p.clock.Now()
+		if u.recordFailure(err, faultUpstream, now) {
 			p.sharedFailure(ctx, u)
 			p.charge(u, err)
+			p.chargeReported(u, now, err)
 		}
 		return true
 	}

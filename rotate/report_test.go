@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,4 +35,39 @@ func TestReportFailureQuarantines(t *testing.T) {
 	var de *dial.Error
 	require.ErrorAs(t, err, &de)
 	assert.Len(t, de.Attempts, 1+DefaultRetries, "every attempt is listed")
+}
+
+// TestReportedFailuresQuarantineDespiteDials: a stalling or banning origin
+// is reported after each successful dial; the dials' successes do not wipe
+// the reports, so FailuresUntilQuarantine of them in a row quarantine the
+// exit, while reports far apart do not.
+func TestReportedFailuresQuarantineDespiteDials(t *testing.T) {
+	origin := startEchoOrigin(t)
+	a := startHTTPProxy(t, "127.0.0.125", proxyOpts{})
+	clock := newFakeClock()
+	p := newTestPool(t, Config{Clock: clock}, "http://"+a.addr)
+	label := p.Upstreams()[0].Label()
+	stall := errors.New("no response head within 30s")
+	dialOK := func() {
+		out, err := p.Dial(context.Background(), &dial.Request{Target: origin.addr})
+		require.NoError(t, err)
+		out.Done(false)
+	}
+
+	// Far apart: each report starts the count again.
+	for range DefaultFailuresUntilQuarantine {
+		dialOK()
+		require.True(t, p.ReportFailure(context.Background(), label, stall))
+		clock.Advance(DefaultQuarantine + time.Second)
+	}
+	assert.Equal(t, StateHealthy, p.Upstreams()[0].State())
+
+	// In a row, each after a successful dial: quarantined.
+	for range DefaultFailuresUntilQuarantine {
+		dialOK()
+		require.True(t, p.ReportFailure(context.Background(), label, stall))
+		clock.Advance(time.Second)
+	}
+	assert.Equal(t, StateQuarantined, p.Upstreams()[0].State())
+	assert.ErrorIs(t, p.Upstreams()[0].Stats().LastError, stall)
 }

@@ -29,9 +29,17 @@ type Upstream struct {
 	// Health. state and until are written under the owning pool's lock and
 	// read lock-free; consec counts upstream-fault failures since the last
 	// success.
-	state       atomic.Uint32 // State
-	until       atomic.Int64  // quarantine end, unix nanoseconds
-	consec      atomic.Int32
+	state  atomic.Uint32 // State
+	until  atomic.Int64  // quarantine end, unix nanoseconds
+	consec atomic.Int32
+	// reported counts failures reported after a successful dial
+	// (ReportFailure: an origin that stalls or bans the exit) and
+	// reportedAt is the last one's time. The dial that preceded each of
+	// them succeeded and cleared consec, so they quarantine by their own
+	// count: Config.FailuresUntilQuarantine of them, each within the base
+	// quarantine period of the one before.
+	reported    atomic.Int32
+	reportedAt  atomic.Int64
 	quarantines atomic.Uint64
 	retired     atomic.Bool // removed from its pool by a reload
 	// Guarded by the pool's lock.
