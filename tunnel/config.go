@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -51,7 +52,8 @@ type FailureReporter interface {
 // the handshake's goroutine (and the stack it grew) go.
 //
 // conn is the raw connection the listener accepted (a *net.TCPConn for TCP
-// listeners), never a wrapper, so the handler keeps the splice path. ctx is
+// listeners), never a wrapper, so the handler keeps the splice path; on a
+// connection that came in over TLS (Config.TLS) it is the *tls.Conn. ctx is
 // cancelled when the Server is stopped forcibly.
 type StreamHandler interface {
 	ServeStream(ctx context.Context, conn net.Conn, first byte, done func())
@@ -80,6 +82,17 @@ type Config struct {
 	// SOCKS serves connections whose first byte is 0x04 or 0x05. Nil refuses
 	// them: such a connection is closed without a reply.
 	SOCKS StreamHandler
+
+	// TLS, if set, makes the listener an HTTPS proxy too: a connection
+	// whose first byte starts a TLS handshake record (0x16) is served TLS
+	// with this config, and HTTP or SOCKS inside it exactly as on a plain
+	// connection; plain connections on the same listener are served as
+	// before. The handshake counts against HeaderTimeout. Only "http/1.1"
+	// is offered over ALPN (NextProtos is replaced). It needs a certificate
+	// (Certificates, GetCertificate or GetConfigForClient). Nil serves
+	// plain connections only: a TLS handshake is then read as a malformed
+	// HTTP request.
+	TLS *tls.Config
 
 	// Interceptor, if set, is asked about every CONNECT and serves the
 	// tunnels it takes (TLS interception) instead of a splice to the
@@ -159,6 +172,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative MaxConns %d", ErrInvalidConfig, c.MaxConns)
 	case c.MaxConnsPerClient < 0:
 		return fmt.Errorf("%w: negative MaxConnsPerClient %d", ErrInvalidConfig, c.MaxConnsPerClient)
+	case c.TLS != nil && len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil:
+		return fmt.Errorf("%w: TLS has no certificate", ErrInvalidConfig)
 	case c.MaxHeadBytes != 0 && (c.MaxHeadBytes < minHeadBytes || c.MaxHeadBytes > maxHeadBytes):
 		return fmt.Errorf("%w: MaxHeadBytes %d outside [%d, %d]", ErrInvalidConfig, c.MaxHeadBytes, minHeadBytes, maxHeadBytes)
 	}

@@ -26,8 +26,15 @@ var errIdleClosed = errors.New("connection idle")
 // tunnel took the connection over, the one that ends it), except those
 // under mu and idle (guarded by Server.mu).
 type conn struct {
-	srv    *Server
-	rwc    net.Conn // raw, as accepted; never wrapped
+	srv *Server
+	// raw is the connection as accepted, never wrapped. Other goroutines
+	// (Shutdown, release) use only raw: it never changes.
+	raw net.Conn
+	// rwc is the client stream: raw, or the *tls.Conn over it once the
+	// client started a TLS handshake (Config.TLS). Used by serve's
+	// goroutine and whoever a tunnel is handed to.
+	rwc    net.Conn
+	tls    bool // rwc is a *tls.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
 	id     uint64
@@ -67,7 +74,7 @@ type requestState struct {
 }
 
 func newConn(ctx context.Context, s *Server, rw net.Conn, id uint64) *conn {
-	c := &conn{srv: s, rwc: rw, id: id, requestState: &requestState{}}
+	c := &conn{srv: s, raw: rw, rwc: rw, id: id, requestState: &requestState{}}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.in.conn = rw
 	return c
@@ -80,9 +87,10 @@ func (c *conn) dropRequestState() {
 	c.requestState = nil
 }
 
-// serve sniffs the first byte and hands the connection to SOCKS or HTTP.
-// Unless a tunnel took the connection over (handedOff), it is finished when
-// serve returns.
+// serve sniffs the first byte and hands the connection to SOCKS or HTTP,
+// after terminating TLS if the byte starts a handshake and Config.TLS is
+// set. Unless a tunnel took the connection over (handedOff), it is finished
+// when serve returns.
 func (c *conn) serve() {
 	presizeStack()
 	defer func() {
@@ -102,6 +110,12 @@ func (c *conn) serve() {
 	}
 	c.srv.setActive(c)
 	first := c.in.buf[0]
+	if first == recordTypeHandshake && c.srv.tls != nil {
+		if first, err = c.startTLS(); err != nil {
+			return
+		}
+		c.in.buf[0] = first
+	}
 	if first == 0x04 || first == 0x05 {
 		c.dropRequestState()
 		if cfg.SOCKS == nil {
@@ -242,7 +256,7 @@ func (c *conn) forceClose() {
 		_ = c.out.Close()
 	}
 	c.mu.Unlock()
-	_ = c.rwc.Close()
+	_ = c.raw.Close()
 }
 
 func (c *conn) wasForced() bool {
@@ -253,7 +267,7 @@ func (c *conn) wasForced() bool {
 
 func (c *conn) clientAddr() string {
 	if c.client == "" {
-		if a := c.rwc.RemoteAddr(); a != nil {
+		if a := c.raw.RemoteAddr(); a != nil {
 			c.client = a.String()
 		}
 	}

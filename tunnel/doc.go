@@ -2,7 +2,8 @@
 //
 // It owns the accept loop and everything that happens on an accepted
 // connection before bytes start to flow: connection limits, the header
-// deadline, sniffing the first byte (SOCKS or HTTP), parsing HTTP/1.x request
+// deadline, sniffing the first byte (SOCKS or HTTP, or a TLS handshake when
+// it serves as an HTTPS proxy, then again inside TLS), parsing HTTP/1.x request
 // heads, proxy authentication at the boundary, HTTP CONNECT tunnels and
 // plain-HTTP forward requests (keep-alive, streamed bodies, WebSocket
 // upgrades, a response header timeout that sends a safe request once more),
@@ -22,7 +23,8 @@
 //     and the one that read its head ends, so an idle tunnel holds no
 //     handshake stack or buffers.
 //
-// The package never wraps an accepted connection in another net.Conn: bytes it
-// has buffered while reading a head are written to the other side first, and
-// the raw *net.TCPConn is relayed afterwards.
+// The package never wraps an accepted connection in another net.Conn, other
+// than the *tls.Conn of a client that came in over TLS: bytes it has buffered
+// while reading a head are written to the other side first, and the raw
+// *net.TCPConn is relayed afterwards.
 package tunnel

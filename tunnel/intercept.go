@@ -19,7 +19,8 @@ type Interceptor interface {
 	// be handed to ServeIntercepted. It must not block.
 	Intercept(req *dial.Request) bool
 	// ServeIntercepted serves the tunnel after the client was told 200.
-	// conn is the raw client connection (tunnel closes it afterwards),
+	// conn is the raw client connection, or the *tls.Conn of a client that
+	// came in over TLS (Config.TLS); tunnel closes it afterwards.
 	// early the bytes the client sent past its CONNECT head. It dials
 	// whatever it needs itself. ctx is cancelled when the Server is stopped
 	// forcibly. up and down count the bytes read from and written to conn;

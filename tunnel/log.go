@@ -43,8 +43,9 @@ func (e *accessEntry) noteOutbound(out *dial.Outbound, now time.Time) {
 	e.dials = out.Attempts
 }
 
-// logAccess writes e as one Info line with message "tunnel". Errors are
-// rendered with their text, which never holds credentials.
+// logAccess writes e as one Info line with message "tunnel", with "tls":
+// true when the client came in over TLS. Errors are rendered with their
+// text, which never holds credentials.
 func (c *conn) logAccess(e *accessEntry) {
 	ce := c.srv.log.Check(zap.InfoLevel, "tunnel")
 	if ce == nil && c.srv.cfg.Observer == nil {
@@ -68,6 +69,10 @@ func (c *conn) logAccess(e *accessEntry) {
 		zap.String("result", e.result),
 		zap.Int("status", e.status),
 		zap.Skip(),
+		zap.Skip(),
+	}
+	if c.tls {
+		fields[len(fields)-2] = zap.Bool("tls", true)
 	}
 	if e.err != nil {
 		fields[len(fields)-1] = zap.String("error", e.err.Error())

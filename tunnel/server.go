@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -19,7 +20,8 @@ import (
 type Server struct {
 	cfg  Config
 	log  *zap.Logger
-	bufs sync.Pool // *[]byte of readBufSize, for reading heads
+	tls  *tls.Config // Config.TLS offering only HTTP/1.1, nil without TLS
+	bufs sync.Pool   // *[]byte of readBufSize, for reading heads
 	// established is connectEstablished, converted once: Write would
 	// allocate a copy of the string per tunnel.
 	established []byte
@@ -48,6 +50,10 @@ func New(cfg Config) (*Server, error) {
 		done:      make(chan struct{}),
 
 		established: []byte(connectEstablished),
+	}
+	if cfg.TLS != nil {
+		s.tls = cfg.TLS.Clone()
+		s.tls.NextProtos = []string{"http/1.1"}
 	}
 	s.bufs.New = func() any { b := make([]byte, readBufSize); return &b }
 	return s, nil
@@ -124,7 +130,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for c := range s.conns {
 		if c.idle {
-			_ = c.rwc.Close()
+			_ = c.raw.Close()
 		}
 	}
 	s.mu.Unlock()
@@ -207,7 +213,7 @@ func (s *Server) handle(ctx context.Context, rw net.Conn) {
 func (s *Server) release(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	s.releaseClient(c.rwc.RemoteAddr())
+	s.releaseClient(c.raw.RemoteAddr())
 	s.mu.Unlock()
 	s.wg.Done()
 }

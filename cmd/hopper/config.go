@@ -42,6 +42,9 @@ type serveConfig struct {
 	// ResponseHeaderTimeout bounds the wait for a forward request's
 	// response head.
 	ResponseHeaderTimeout time.Duration `yaml:"response-header-timeout"`
+	// TLSCert and TLSKey make the listener an HTTPS proxy too.
+	TLSCert string `yaml:"tls-cert"`
+	TLSKey  string `yaml:"tls-key"`
 
 	// Health, probing and sessions (rotate).
 	Policy                  string        `yaml:"policy"`
@@ -142,6 +145,8 @@ func parseServe(args []string, out io.Writer) (serveConfig, error) {
 	fs.StringVar(&cfg.Rotate, "rotate", cfg.Rotate, "per-request, per-connection or every-N")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "console or json")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "certificate (PEM) that makes --listen an HTTPS proxy too (TLS between client and hopper; plain clients still served); reloaded on SIGHUP")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "private key (PEM) of --tls-cert")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close tunnels idle for this long")
 	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", cfg.HeaderTimeout, "limit for a client to send its request head or handshake")
 	fs.DurationVar(&cfg.ResponseHeaderTimeout, "response-header-timeout", cfg.ResponseHeaderTimeout, "limit for an origin or upstream to start answering a plain-HTTP request once it was sent (then 504; a bodiless GET/HEAD/OPTIONS is tried once more)")
@@ -303,6 +308,9 @@ func (c *serveConfig) validate() error {
 		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
 			return fmt.Errorf("--admin: %q is not host:port", c.Admin)
 		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
 	}
 	if !contains(logLevels, c.LogLevel) {
 		return fmt.Errorf("--log-level: invalid value %q (allowed: %s)", c.LogLevel, strings.Join(logLevels, ", "))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +51,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	proxyCert, err := loadProxyCert(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return err
+	}
 
 	accounts, err := auth.New(auth.Config{Static: cfg.Auth, UsersFile: cfg.Users, Logger: log})
 	if err != nil {
@@ -76,7 +82,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if usersErr != nil {
 			log.Warn("users reload failed; keeping the previous accounts", zap.Error(usersErr))
 		}
-		return errors.Join(usersErr, reload(ctx))
+		var certErr error
+		if proxyCert != nil {
+			if certErr = proxyCert.reload(); certErr != nil {
+				log.Warn("--tls-cert reload failed; keeping the previous certificate", zap.Error(certErr))
+			}
+		}
+		return errors.Join(usersErr, certErr, reload(ctx))
 	}
 	metrics := newMetrics(cfg, egress)
 	countReloads(metrics, egress)
@@ -120,6 +132,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxConnsPerClient:     perClient,
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 	}
+	if proxyCert != nil {
+		tcfg.TLS = &tls.Config{GetCertificate: proxyCert.get}
+	}
 	if egress.router != nil {
 		// An upstream that stalls forward requests counts as failing, as a
 		// failed dial would.
@@ -136,9 +151,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	log.Info("listening", zap.String("addr", ln.Addr().String()),
+	listening := []zap.Field{zap.String("addr", ln.Addr().String()),
 		zap.String("proxy", "http://"+ln.Addr().String()),
-		zap.String("serves", "HTTP forward, CONNECT, SOCKS4/4a/5"))
+		zap.String("serves", "HTTP forward, CONNECT, SOCKS4/4a/5")}
+	if proxyCert != nil {
+		listening = append(listening, zap.Bool("tls", true),
+			zap.String("https_proxy", "https://"+ln.Addr().String()))
+	}
+	log.Info("listening", listening...)
 	ln, adm, err := listenAdmin(ctx, cfg, metrics, ln, authn, caPEMOf(ic), stdout, log)
 	if err != nil {
 		return err
@@ -192,6 +212,39 @@ func isLoopbackListen(addr string) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
+// proxyCert is the certificate of the HTTPS proxy (--tls-cert, --tls-key),
+// swapped whole on reload so that handshakes never see a half-loaded pair.
+type proxyCert struct {
+	certFile, keyFile string
+	cur               atomic.Pointer[tls.Certificate]
+}
+
+// loadProxyCert loads the HTTPS proxy's certificate, or returns nil when
+// --tls-cert is not set.
+func loadProxyCert(certFile, keyFile string) (*proxyCert, error) {
+	if certFile == "" {
+		return nil, nil
+	}
+	pc := &proxyCert{certFile: certFile, keyFile: keyFile}
+	if err := pc.reload(); err != nil {
+		return nil, err
+	}
+	return pc, nil
+}
+
+func (pc *proxyCert) reload() error {
+	cert, err := tls.LoadX509KeyPair(pc.certFile, pc.keyFile)
+	if err != nil {
+		return fmt.Errorf("--tls-cert: %w", err)
+	}
+	pc.cur.Store(&cert)
+	return nil
+}
+
+func (pc *proxyCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return pc.cur.Load(), nil
+}
+
 // reloadOnSIGHUP reloads the upstream lists whenever the process gets SIGHUP.
 func reloadOnSIGHUP(ctx context.Context, e *egress, log *zap.Logger) error {
 	hup := make(chan os.Signal, 1)
@@ -202,7 +255,7 @@ func reloadOnSIGHUP(ctx context.Context, e *egress, log *zap.Logger) error {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			log.Info("SIGHUP: reloading upstreams and users")
+			log.Info("SIGHUP: reloading upstreams, users and the TLS certificate")
 			_ = e.reload(ctx) // failures are logged where they happen
 		}
 	}
