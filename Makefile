@@ -37,10 +37,10 @@ lint: ## gofmt and go vet (staticcheck too when installed)
 	$(GO) vet ./...
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; fi
 
-bench: ## hopper against direct (and tinyproxy/dante when installed) on loopback; writes bench/RESULTS.md
+bench: ## hopper against direct (and tinyproxy/dante/glider when installed) on loopback; writes bench/RESULTS.md
 	$(GO) run ./bench/cmd/hopper-bench $(ARGS)
 
-bench-peers: ## install tinyproxy and dante-server so make bench measures them too
+bench-peers: ## install tinyproxy and dante-server and build glider so make bench measures them too
 	@bash bench/peers.sh
 
 bench-go: ## Go microbenchmarks (parsers, selector, relay, ...) with direct baselines; compare runs with benchstat

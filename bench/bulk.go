@@ -16,7 +16,10 @@ import (
 const safety = 15 * time.Second
 
 // bulkResult is one bulk run: bytes moved by all streams and the time from
-// the first dial to the last stream's end.
+// the first dial to the last byte's arrival. The end of a stream (the EOF
+// passed on, the connections closed) is not part of it: a proxy that does not
+// pass half-closes on ends its tunnels only at a timeout of its own, which
+// says nothing about its throughput.
 type bulkResult struct {
 	bytes   int64
 	elapsed time.Duration
@@ -42,12 +45,12 @@ func bulk(ctx context.Context, o *origins, r route, mode byte, streams int, d ti
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n, err := bulkStream(ctx, o, r, mode, deadline)
+			n, end, err := bulkStream(ctx, o, r, mode, deadline)
 			mu.Lock()
 			defer mu.Unlock()
 			total += n
-			if now := time.Now(); now.After(last) {
-				last = now
+			if end.After(last) {
+				last = end
 			}
 			if err != nil {
 				errs = append(errs, err)
@@ -62,13 +65,13 @@ func bulk(ctx context.Context, o *origins, r route, mode byte, streams int, d ti
 }
 
 // bulkStream moves data over one tunnel until deadline and returns the byte
-// count both ends agree on.
-func bulkStream(ctx context.Context, o *origins, r route, mode byte, deadline time.Time) (int64, error) {
+// count both ends agree on and when the last byte arrived.
+func bulkStream(ctx context.Context, o *origins, r route, mode byte, deadline time.Time) (int64, time.Time, error) {
 	id, counted := o.tally.expect()
 	c, err := r.dial(ctx, o.bulkAddr())
 	if err != nil {
 		o.tally.forget(id)
-		return 0, err
+		return 0, time.Time{}, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(deadline.Add(safety))
@@ -78,26 +81,32 @@ func bulkStream(ctx context.Context, o *origins, r route, mode byte, deadline ti
 	binary.BigEndian.PutUint64(h[1:], id)
 	if _, err := c.Write(h[:]); err != nil {
 		o.tally.forget(id)
-		return 0, fmt.Errorf("bulk header: %w", err)
+		return 0, time.Time{}, fmt.Errorf("bulk header: %w", err)
 	}
-	var mine int64
+	var (
+		mine int64
+		end  time.Time
+	)
 	if mode == modeUpload {
 		mine, err = upload(c, deadline)
 	} else {
-		mine, err = download(c, deadline)
+		mine, end, err = download(c, deadline)
 	}
 	if err != nil {
 		o.tally.forget(id)
-		return mine, err
+		return mine, end, err
 	}
 	theirs, err := o.tally.awaitCount(ctx, id, counted, safety)
 	if err != nil {
-		return mine, err
+		return mine, end, err
 	}
-	if theirs != mine {
-		return mine, fmt.Errorf("%w: %s over %v: client %d, origin %d", ErrBytesMismatch, modeName(mode), r.front, mine, theirs)
+	if mode == modeUpload {
+		end = theirs.last
 	}
-	return mine, nil
+	if theirs.n != mine {
+		return mine, end, fmt.Errorf("%w: %s over %v: client %d, origin %d", ErrBytesMismatch, modeName(mode), r.front, mine, theirs.n)
+	}
+	return mine, end, nil
 }
 
 func modeName(mode byte) string {
@@ -131,26 +140,34 @@ func upload(c net.Conn, deadline time.Time) (int64, error) {
 }
 
 // download reads until deadline, then asks the origin to stop with one byte
-// and reads the rest up to the origin's close.
-func download(c net.Conn, deadline time.Time) (int64, error) {
+// and reads the rest up to the origin's close. It returns the count and when
+// the last byte came.
+func download(c net.Conn, deadline time.Time) (int64, time.Time, error) {
 	buf := make([]byte, bulkChunk)
-	var n int64
+	var (
+		n    int64
+		last time.Time
+	)
 	stopped := false
 	for {
 		m, err := c.Read(buf)
-		n += int64(m)
+		now := time.Now()
+		if m > 0 {
+			n += int64(m)
+			last = now
+		}
 		if err == io.EOF {
 			if !stopped {
-				return n, fmt.Errorf("download: %w before the stop", io.ErrUnexpectedEOF)
+				return n, last, fmt.Errorf("download: %w before the stop", io.ErrUnexpectedEOF)
 			}
-			return n, nil
+			return n, last, nil
 		}
 		if err != nil {
-			return n, fmt.Errorf("download read: %w", err)
+			return n, last, fmt.Errorf("download read: %w", err)
 		}
-		if !stopped && !time.Now().Before(deadline) {
+		if !stopped && !now.Before(deadline) {
 			if _, err := c.Write([]byte{0}); err != nil {
-				return n, fmt.Errorf("download stop: %w", err)
+				return n, last, fmt.Errorf("download stop: %w", err)
 			}
 			stopped = true
 		}

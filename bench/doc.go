@@ -3,8 +3,8 @@
 //
 // Run starts its own loopback origins (a TCP source and sink, an echo server
 // and an HTTP server with a 1 KiB body), builds hopper from the module tree
-// (or uses a given binary), starts it as a subprocess, starts tinyproxy and
-// dante when they are installed, and measures every scenario first direct and
+// (or uses a given binary), starts it as a subprocess, starts tinyproxy,
+// dante and glider when they are installed, and measures every scenario first direct and
 // then through each proxy, over HTTP CONNECT and SOCKS5: bulk throughput, new
 // tunnels per second, echo round trip, HTTP forward requests per second,
 // memory per idle tunnel and the relay's CPU per GiB and per 1,000 tunnels,

@@ -24,8 +24,39 @@ type testProxy struct {
 	upload func(dst, src net.Conn)
 	status string // CONNECT reply status line; empty: 200
 	socks  byte   // SOCKS5 reply code; 0: success
+	// linger, when set, delays passing each EOF on, as a proxy does that
+	// ends a tunnel only at a timeout of its own; passed records when each
+	// EOF was passed on.
+	linger time.Duration
+	mu     sync.Mutex
+	passed []time.Time
 	// accepted counts client connections.
 	accepted atomic.Int64
+}
+
+// passOn half-closes c's write side, after linger.
+func (p *testProxy) passOn(c net.Conn) {
+	if p.linger > 0 {
+		time.Sleep(p.linger)
+		p.mu.Lock()
+		p.passed = append(p.passed, time.Now())
+		p.mu.Unlock()
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+}
+
+// firstPassedAfter is the earliest EOF passed on after t; the zero time if
+// none was.
+func (p *testProxy) firstPassedAfter(t time.Time) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var first time.Time
+	for _, at := range p.passed {
+		if at.After(t) && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	return first
 }
 
 func startTestProxy(t *testing.T, p *testProxy) string {
@@ -125,10 +156,10 @@ func (p *testProxy) relay(client net.Conn, br *bufio.Reader, out net.Conn) {
 		} else {
 			_, _ = io.Copy(out, src)
 		}
-		_ = out.(*net.TCPConn).CloseWrite()
+		p.passOn(out)
 	}()
 	_, _ = io.Copy(client, out)
-	_ = client.(*net.TCPConn).CloseWrite()
+	p.passOn(client)
 	<-done
 }
 

@@ -53,7 +53,8 @@ func TestRunAgainstHopper(t *testing.T) {
 	t.Log(out.String())
 	require.NoError(t, err)
 	require.NotNil(t, rep)
-	assert.Empty(t, rep.Notes[:len(rep.Notes)-2], "only the two peers-off notes")
+	peers := len(peerList())
+	assert.Empty(t, rep.Notes[:len(rep.Notes)-peers], "only the peers-off notes")
 
 	require.Len(t, rep.Rows, 2*int(numMetrics)-3, "a row per metric and front; forward rows once")
 	measured := []string{colDirect, colHopper, colChained}
@@ -94,7 +95,7 @@ func TestRunAgainstHopper(t *testing.T) {
 			}
 			assert.Positive(t, cell.Median, "%s, %s", row.Key, col)
 		}
-		for _, col := range []string{colTinyproxy, colDante} {
+		for _, col := range []string{colTinyproxy, colDante, colGlider} {
 			assert.NotContains(t, row.Cells, col, "peers are off")
 		}
 	}

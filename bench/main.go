@@ -25,7 +25,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opts.Duration, "duration", 0, "time per scenario and repetition (default 2s, 500ms with -quick)")
 	fs.IntVar(&opts.Reps, "reps", DefaultReps, "repetitions per scenario; each figure is their median")
 	fs.BoolVar(&opts.Quick, "quick", false, "shorter defaults: 500ms per scenario, 1,000 idle tunnels")
-	fs.BoolVar(&opts.Peers, "peers", true, "also measure tinyproxy and dante when installed")
+	fs.BoolVar(&opts.Peers, "peers", true, "also measure tinyproxy, dante and glider when installed")
 	fs.IntVar(&opts.IdleTunnels, "idle-tunnels", 0, "tunnels held open for the memory figure (default 5000, 1000 with -quick)")
 	fs.StringVar(&opts.HopperBin, "hopper", "", "hopper binary to measure (default: build ./cmd/hopper)")
 	fs.StringVar(&opts.ModuleDir, "module", "", "hopper's module root (default: nearest go.mod above the working directory)")

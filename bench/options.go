@@ -63,12 +63,12 @@ type Options struct {
 	// profile one kind of load.
 	CPUProfileDir string
 
-	// Peers runs tinyproxy and dante when their binaries are found. The zero
-	// value measures hopper and direct only; peers are then reported as
-	// "not run".
+	// Peers runs tinyproxy, dante and glider when their binaries are
+	// found. The zero value measures hopper and direct only; peers are then
+	// reported as "not run".
 	Peers bool
-	// LookPath finds a peer's binary. Nil: exec.LookPath plus /usr/sbin and
-	// /usr/bin.
+	// LookPath finds a peer's binary. Nil: exec.LookPath plus the sbin
+	// directories, /usr/bin and /usr/local/bin.
 	LookPath func(name string) (string, error)
 
 	// Logger receives debug detail (subprocess output on failure, per-run

@@ -159,9 +159,10 @@ func (o *origins) serveBulk(c net.Conn) {
 	id := binary.BigEndian.Uint64(h[1:])
 	switch h[0] {
 	case modeUpload:
-		o.tally.report(id, drain(c))
+		n, last := drain(c)
+		o.tally.report(id, count{n: n, last: last})
 	case modeDownload:
-		o.tally.report(id, sendUntilStopped(c))
+		o.tally.report(id, count{n: sendUntilStopped(c)})
 	}
 }
 
@@ -192,15 +193,19 @@ func sendUntilStopped(c net.Conn) int64 {
 }
 
 // drain reads c to EOF or error in large reads (io.Discard's ReadFrom would
-// read 8 KiB at a time) and returns the count.
-func drain(c net.Conn) int64 {
+// read 8 KiB at a time) and returns the count and when the last byte came.
+func drain(c net.Conn) (int64, time.Time) {
 	buf := make([]byte, bulkChunk)
 	var n int64
+	var last time.Time
 	for {
 		m, err := c.Read(buf)
-		n += int64(m)
+		if m > 0 {
+			n += int64(m)
+			last = time.Now()
+		}
 		if err != nil {
-			return n
+			return n, last
 		}
 	}
 }
@@ -289,17 +294,24 @@ func readRequestHead(r *bufio.Reader) (closeAfter bool, err error) {
 type tally struct {
 	mu   sync.Mutex
 	next uint64
-	subs map[uint64]chan int64
+	subs map[uint64]chan count
 }
 
-func (t *tally) init() { t.subs = make(map[uint64]chan int64) }
+// count is the origin's side of one stream: the bytes it received or sent
+// in full, and for uploads when the last of them arrived.
+type count struct {
+	n    int64
+	last time.Time
+}
+
+func (t *tally) init() { t.subs = make(map[uint64]chan count) }
 
 // expect reserves a fresh stream ID; its count arrives on the channel.
-func (t *tally) expect() (uint64, <-chan int64) {
+func (t *tally) expect() (uint64, <-chan count) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.next++
-	ch := make(chan int64, 1)
+	ch := make(chan count, 1)
 	t.subs[t.next] = ch
 	return t.next, ch
 }
@@ -311,7 +323,7 @@ func (t *tally) forget(id uint64) {
 	t.mu.Unlock()
 }
 
-func (t *tally) report(id uint64, n int64) {
+func (t *tally) report(id uint64, n count) {
 	t.mu.Lock()
 	ch, ok := t.subs[id]
 	delete(t.subs, id)
@@ -322,7 +334,7 @@ func (t *tally) report(id uint64, n int64) {
 }
 
 // awaitCount waits for the origin's count of stream id.
-func (t *tally) awaitCount(ctx context.Context, id uint64, ch <-chan int64, limit time.Duration) (int64, error) {
+func (t *tally) awaitCount(ctx context.Context, id uint64, ch <-chan count, limit time.Duration) (count, error) {
 	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	select {
@@ -332,5 +344,5 @@ func (t *tally) awaitCount(ctx context.Context, id uint64, ch <-chan int64, limi
 	case <-ctx.Done():
 	}
 	t.forget(id)
-	return 0, fmt.Errorf("%w: origin never finished stream %d", ErrBytesMismatch, id)
+	return count{}, fmt.Errorf("%w: origin never finished stream %d", ErrBytesMismatch, id)
 }

@@ -14,14 +14,15 @@ import (
 type peer struct {
 	name    string
 	binary  string
-	pkg     string // Debian package that provides binary
+	pkg     string // what bench/peers.sh installs to provide binary
 	fronts  []Front
 	forward bool
 	config  func(addr string) string
 	argv    func(bin, conf, dir string) []string
 }
 
-// peerList is tinyproxy (CONNECT and forward) and dante (SOCKS5).
+// peerList is tinyproxy (CONNECT and forward), dante (SOCKS5) and glider
+// (CONNECT, forward and SOCKS5 on one port).
 func peerList() []peer {
 	return []peer{
 		{
@@ -39,6 +40,14 @@ func peerList() []peer {
 			argv: func(bin, conf, dir string) []string {
 				pid := filepath.Join(dir, filepath.Base(conf)+".pid")
 				return []string{bin, "-f", conf, "-p", pid}
+			},
+		},
+		{
+			name: colGlider, binary: "glider", pkg: "glider",
+			fronts: []Front{FrontCONNECT, FrontSOCKS5}, forward: true,
+			config: gliderConfig,
+			argv: func(bin, conf, _ string) []string {
+				return []string{bin, "-config", conf}
 			},
 		},
 	}
@@ -75,6 +84,15 @@ socks pass { from: 127.0.0.0/8 to: 127.0.0.0/8 command: connect }
 `, host, port, host)
 }
 
+// gliderConfig is one mixed listener (HTTP proxy and SOCKS5, told apart by
+// the first byte) with no forwarder, so glider dials targets itself, and
+// without -verbose, so it logs nothing per connection. The SOCKS5 side also
+// binds the same port number for UDP ASSOCIATE, which the harness never
+// uses.
+func gliderConfig(addr string) string {
+	return fmt.Sprintf("listen=mixed://%s\n", addr)
+}
+
 // lookPeer finds a peer's binary; the sbin directories are searched too,
 // since daemons live there and PATH may lack them.
 func lookPeer(look func(string) (string, error), name string) (string, error) {
@@ -84,7 +102,7 @@ func lookPeer(look func(string) (string, error), name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin"} {
+	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin", "/usr/local/bin"} {
 		p := filepath.Join(dir, name)
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
 			return p, nil

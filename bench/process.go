@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -115,15 +117,38 @@ func (p *process) alive() bool {
 	}
 }
 
-// freeAddr finds a loopback port nobody listens on right now.
+// freeAddr finds a loopback port nobody listens on right now. The kernel
+// picks one from the ephemeral range; once TIME_WAIT sockets hold all of
+// those (the new-tunnel scenarios close tens of thousands of connections a
+// minute) it refuses, and a random port below that range is tried instead.
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if low := ephemeralLow(); err != nil && low > 2048 {
+		for i := 0; err != nil && i < 100; i++ {
+			ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(1024+rand.IntN(low-1024))))
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("free port: %w", err)
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	return addr, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 0 when
+// it cannot be read.
+func ephemeralLow() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return 0
+	}
+	low, _ := strconv.Atoi(f[0])
+	return low
 }
 
 // tailBuffer keeps the last max bytes written to it.

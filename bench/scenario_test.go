@@ -97,6 +97,25 @@ func TestBulkDetectsLostBytes(t *testing.T) {
 	require.ErrorIs(t, err, ErrBytesMismatch)
 }
 
+// Bulk throughput is timed to the last byte: a proxy that passes the EOF on
+// only after a while of its own (glider holds a finished tunnel for 5 s) is
+// not charged for that wait.
+func TestBulkTimedToLastByte(t *testing.T) {
+	ctx := testContext(t)
+	o := testOrigins(t)
+	p := &testProxy{linger: 300 * time.Millisecond}
+	proxy := startTestProxy(t, p)
+	for _, mode := range []byte{modeDownload, modeUpload} {
+		start := time.Now()
+		res, err := bulk(ctx, o, route{front: FrontCONNECT, proxy: proxy}, mode, 2, tiny)
+		require.NoError(t, err, modeName(mode))
+		assert.Positive(t, res.bytes)
+		passed := p.firstPassedAfter(start)
+		require.False(t, passed.IsZero(), "%s: the proxy passed no EOF on", modeName(mode))
+		assert.True(t, start.Add(res.elapsed).Before(passed), "%s: timed past the last byte", modeName(mode))
+	}
+}
+
 // A proxy that refuses tunnels stops the idle scenario at once instead of
 // letting every remaining tunnel time out.
 func TestOpenTunnelsStopsAtFirstFailure(t *testing.T) {

@@ -20,6 +20,7 @@ const (
 	colMITM      = "hopper MITM"
 	colTinyproxy = "tinyproxy"
 	colDante     = "dante"
+	colGlider    = "glider"
 )
 
 // subject is one column of the table: a way to carry tunnels that the

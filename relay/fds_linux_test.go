@@ -4,6 +4,7 @@ package relay
 
 import (
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // openFiles counts this process's descriptors: all of them, and the pipes.
@@ -133,4 +135,48 @@ func BenchmarkIdleTunnels(b *testing.B) {
 		}
 		b.StartTimer()
 	}
+}
+
+// rcvLowat reads c's SO_RCVLOWAT.
+func rcvLowat(t testing.TB, c net.Conn) int {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	require.NoError(t, err)
+	var v int
+	var gerr error
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		v, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT)
+	}))
+	require.NoError(t, gerr)
+	return v
+}
+
+func TestBurstRaisesLowatOnlyWhileDestinationIsFull(t *testing.T) {
+	// A burst that waits for a full destination raises the source's
+	// receive low-water mark, and drops it before it waits on the source
+	// again: a one-byte message after the bulk still comes through.
+	r := startTCP(t, time.Minute)
+	const size = 8 << 20
+	sent := make(chan error, 1)
+	go func() {
+		_, err := r.client.Write(make([]byte, size))
+		sent <- err
+	}()
+	// The server reads nothing yet, so the relay's pump waits on it.
+	require.Eventually(t, func() bool { return rcvLowat(t, r.in) > 1 }, testTimeout, time.Millisecond,
+		"the source's low-water mark while the destination is full")
+	_, err := io.ReadFull(r.server, make([]byte, size))
+	require.NoError(t, err)
+	require.NoError(t, <-sent)
+
+	_, err = r.client.Write([]byte{7})
+	require.NoError(t, err)
+	require.NoError(t, r.server.SetReadDeadline(time.Now().Add(testTimeout)))
+	var b [1]byte
+	_, err = io.ReadFull(r.server, b[:])
+	require.NoError(t, err, "a short message after the burst")
+	assert.Equal(t, byte(7), b[0])
+	require.Eventually(t, func() bool { return rcvLowat(t, r.in) == 1 }, testTimeout, time.Millisecond,
+		"the mark once the relay waits on the source again")
+	assert.True(t, r.running())
 }

@@ -29,12 +29,11 @@ type tcpMover struct {
 	n     int
 	errno error
 
-	pipe *kernelPipe // during a burst
-	want int         // bytes spliceOut may move
-
-	// The callbacks bound once, so waiting and moving allocate nothing;
-	// the splice ones at the first burst (most tunnels never have one).
-	tryReadFn, spliceInFn, spliceOutFn func(fd uintptr) bool
+	// The callback bound once, so waiting allocates nothing.
+	tryReadFn func(fd uintptr) bool
+	// sp is made at the first burst: most tunnels never have one, and an
+	// idle tunnel should not carry its fields.
+	sp *splicer
 }
 
 // newTCPMover returns nil when src's descriptor is unavailable.

@@ -1,6 +1,6 @@
 // Command hopper-bench measures hopper against a direct loopback connection
-// and against tinyproxy and dante when installed, and writes the table to
-// bench/RESULTS.md. `make bench` runs it; see package bench for the
+// and against tinyproxy, dante and glider when installed, and writes the
+// table to bench/RESULTS.md. `make bench` runs it; see package bench for the
 // scenarios and `hopper-bench -h` for the flags.
 package main
 
