@@ -147,9 +147,12 @@ func (p *proc) stop(t *testing.T) {
 
 // sourceOrigin is an HTTP origin on 127.0.0.1 that answers with the source IP
 // it saw, so tests can tell egress addresses apart.
-func sourceOrigin(t *testing.T) string {
+func sourceOrigin(t *testing.T) string { return sourceOriginOn(t, "127.0.0.1:0") }
+
+// sourceOriginOn is sourceOrigin listening on addr.
+func sourceOriginOn(t *testing.T, addr string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"net"
-	"net/http"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,19 +12,7 @@ import (
 // CONNECT and SOCKS5 requests to an origin on ::1, and egresses from a
 // direct://::1 entry.
 func TestIPv6EndToEnd(t *testing.T) {
-	ln, err := net.Listen("tcp", "[::1]:0")
-	require.NoError(t, err)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		fmt.Fprint(w, host)
-	}), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	origin := "http://" + ln.Addr().String() + "/"
+	origin := "http://" + sourceOriginOn(t, "[::1]:0") + "/"
 	list := writeFile(t, "list.txt", "direct://::1\n")
 
 	h := startHopper(t, "--listen", "[::1]:0", "--upstreams", list)
