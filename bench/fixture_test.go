@@ -5,12 +5,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // testProxy is a minimal proxy for the harness's own tests: SOCKS5 (no
@@ -19,8 +20,7 @@ import (
 // set, replaces the client→origin copy of CONNECT tunnels (to play a proxy
 // that loses bytes).
 type testProxy struct {
-	ln     net.Listener
-	wg     sync.WaitGroup
+	srv    *testnet.Server // closes, at the end of the test, what it serves and dials
 	upload func(dst, src net.Conn)
 	status string // CONNECT reply status line; empty: 200
 	socks  byte   // SOCKS5 reply code; 0: success
@@ -61,31 +61,24 @@ func (p *testProxy) firstPassedAfter(t time.Time) time.Time {
 
 func startTestProxy(t *testing.T, p *testProxy) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p.ln = ln
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.accepted.Add(1)
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				defer c.Close()
-				p.serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.wg.Wait()
+	p.srv = testnet.NewServer(t, testnet.Listen(t, ""))
+	p.srv.Serve(func(c net.Conn) {
+		p.accepted.Add(1)
+		p.serve(c)
 	})
-	return ln.Addr().String()
+	return p.srv.Addr()
+}
+
+// dial connects to addr, tracked for closing at the end of the test.
+func (p *testProxy) dial(addr string) (*net.TCPConn, error) {
+	out, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if !p.srv.Track(out) {
+		return nil, net.ErrClosed
+	}
+	return out.(*net.TCPConn), nil
 }
 
 func (p *testProxy) serve(c net.Conn) {
@@ -108,11 +101,11 @@ func (p *testProxy) serve(c net.Conn) {
 			_, _ = io.WriteString(c, "HTTP/1.1 "+p.status+"\r\nContent-Length: 0\r\n\r\n")
 			return
 		}
-		out, err := net.Dial("tcp", req.Host)
+		out, err := p.dial(req.Host)
 		if err != nil {
 			return
 		}
-		defer out.Close()
+		defer p.srv.Untrack(out)
 		_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
 		p.relay(c, br, out)
 		return
@@ -121,26 +114,24 @@ func (p *testProxy) serve(c net.Conn) {
 }
 
 func (p *testProxy) serveSOCKS(c net.Conn, br *bufio.Reader) {
-	var b [10]byte
-	if _, err := io.ReadFull(br, b[:3]); err != nil {
+	if _, err := testnet.ReadSOCKS5Methods(br); err != nil {
 		return
 	}
 	_, _ = c.Write([]byte{5, 0})
-	if _, err := io.ReadFull(br, b[:10]); err != nil || b[3] != 1 {
+	atyp, host, port, err := testnet.ReadSOCKS5Connect(br)
+	if err != nil || atyp != testnet.SOCKS5IPv4 {
 		return
 	}
 	if p.socks != 0 {
-		_, _ = c.Write([]byte{5, p.socks, 0, 1, 0, 0, 0, 0, 0, 0})
+		_, _ = c.Write(testnet.SOCKS5Reply(p.socks, nil))
 		return
 	}
-	addr := &net.TCPAddr{IP: net.IP(b[4:8]), Port: int(b[8])<<8 | int(b[9])}
-	out, err := net.DialTCP("tcp", nil, addr)
+	out, err := p.dial(net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		return
 	}
-	defer out.Close()
-	la := out.LocalAddr().(*net.TCPAddr)
-	_, _ = c.Write([]byte{5, 0, 0, 1, 127, 0, 0, 1, byte(la.Port >> 8), byte(la.Port)})
+	defer p.srv.Untrack(out)
+	_, _ = c.Write(testnet.SOCKS5Reply(0, out.LocalAddr().(*net.TCPAddr)))
 	p.relay(c, br, out)
 }
 
@@ -172,24 +163,14 @@ func (c *readerConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
 // forward relays absolute-form GETs over one origin connection.
 func (p *testProxy) forward(c net.Conn, br *bufio.Reader, req *http.Request) {
-	out, err := net.Dial("tcp", req.URL.Host)
+	out, err := p.dial(req.URL.Host)
 	if err != nil {
 		return
 	}
-	defer out.Close()
+	defer p.srv.Untrack(out)
 	obr := bufio.NewReader(out)
 	for {
-		req.RequestURI = ""
-		if err := req.Write(out); err != nil {
-			return
-		}
-		resp, err := http.ReadResponse(obr, req)
-		if err != nil {
-			return
-		}
-		err = resp.Write(c)
-		_ = resp.Body.Close()
-		if err != nil {
+		if testnet.ForwardHTTP(c, out, obr, req) != nil {
 			return
 		}
 		if req, err = http.ReadRequest(br); err != nil {

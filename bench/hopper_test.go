@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,6 +37,8 @@ func buildTestHopper(t *testing.T) (bin, root string) {
 // fails Run), and every figure comes out positive. Timings are not judged.
 func TestRunAgainstHopper(t *testing.T) {
 	bin, root := buildTestHopper(t)
+	self, err := os.Executable()
+	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
@@ -48,6 +51,7 @@ func TestRunAgainstHopper(t *testing.T) {
 		ForwardConns:         2,
 		HopperBin:            bin,
 		ModuleDir:            root,
+		BareRelay:            []string{self},
 		Logger:               zaptest.NewLogger(t),
 	}, &out)
 	t.Log(out.String())
@@ -57,7 +61,7 @@ func TestRunAgainstHopper(t *testing.T) {
 	assert.Empty(t, rep.Notes[:len(rep.Notes)-peers], "only the peers-off notes")
 
 	require.Len(t, rep.Rows, 2*int(numMetrics)-3, "a row per metric and front; forward rows once")
-	measured := []string{colDirect, colHopper, colChained}
+	measured := []string{colDirect, colHopper, colChained, colBare}
 	tlsRows := 0
 	for _, row := range rep.Rows {
 		if strings.HasPrefix(row.Key, "tls-") && row.Front == "CONNECT" {
@@ -73,6 +77,10 @@ func TestRunAgainstHopper(t *testing.T) {
 			assert.NotContains(t, row.Cells, colMITM, "MITM is measured in the HTTPS rows over CONNECT only")
 		}
 		for _, col := range measured {
+			if col == colBare && row.Front == "HTTP forward" {
+				assert.NotContains(t, row.Cells, col, "the bare relay has no forward mode")
+				continue
+			}
 			if col == colDirect && row.Process {
 				assert.NotContains(t, row.Cells, col, row.Key)
 				continue
@@ -104,6 +112,7 @@ func TestRunAgainstHopper(t *testing.T) {
 	assert.Contains(t, out.String(), md, "Run prints the table")
 	assert.Contains(t, md, "| bulk download, 1 tunnel | CONNECT | Gbit/s |")
 	assert.Contains(t, md, "tinyproxy (not run)")
+	assert.Contains(t, md, "| hopper ÷ bare relay |")
 }
 
 // Main writes the table to -out and reports bad usage before building

@@ -18,6 +18,13 @@ import (
 // usage). A caller that is itself hopper passes -hopper with its own
 // executable so nothing needs building.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if served, err := serveBareRelayFromEnv(ctx); served {
+		if err != nil {
+			fmt.Fprintln(stderr, "hopper bench:", err)
+			return 1
+		}
+		return 0
+	}
 	fs := flag.NewFlagSet("hopper bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var opts Options
@@ -56,6 +63,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if root != "" {
 			out = filepath.Join(root, "bench", "RESULTS.md")
 		}
+	}
+	// The bare relay is this same program again: Main serves it when the
+	// environment says so, before reading any flag, so the whole command
+	// line can be repeated.
+	if exe, err := os.Executable(); err == nil {
+		opts.BareRelay = append([]string{exe}, os.Args[1:]...)
 	}
 	rep, err := Run(ctx, opts, stdout)
 	if rep != nil && out != "-" {

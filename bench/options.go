@@ -63,6 +63,12 @@ type Options struct {
 	// profile one kind of load.
 	CPUProfileDir string
 
+	// BareRelay is the command line of a process that serves ServeBareRelay
+	// when BareRelayEnv is in its environment; any program whose main calls
+	// Main does (Main sets it to its own command line). Empty: the bare
+	// relay column is not run.
+	BareRelay []string
+
 	// Peers runs tinyproxy, dante and glider when their binaries are
 	// found. The zero value measures hopper and direct only; peers are then
 	// reported as "not run".

@@ -174,7 +174,14 @@ func (r *Report) Markdown() string {
 	b.WriteString("- HTTPS rows: TLS 1.3 from the client to a loopback HTTPS origin through each column's tunnel, end to end; " +
 		"hopper MITM = hopper --mitm --profile chrome, which ends the client's TLS with a leaf of its own CA and " +
 		"opens its own uTLS connection to the origin (measured in these rows over CONNECT only: hopper intercepts " +
-		"SOCKS streams to port 443 alone)\n\n")
+		"SOCKS streams to port 443 alone)\n")
+	b.WriteString("- bare relay = the harness's own floor: CONNECT or SOCKS5 handshake, then io.Copy each way (splice), " +
+		"nothing else (bench.ServeBareRelay, in its own process): what one proxy hop costs on this machine whatever " +
+		"the proxy; hopper ÷ bare relay is hopper's own overhead above that\n\n")
+	bare := false
+	for _, c := range r.Columns {
+		bare = bare || (c.Name == colBare && c.Absent == "")
+	}
 
 	header := []string{"scenario", "front", "unit"}
 	align := []string{"---", "---", "---"}
@@ -188,6 +195,10 @@ func (r *Report) Markdown() string {
 	}
 	header = append(header, "hopper ÷ direct")
 	align = append(align, "---:")
+	if bare {
+		header = append(header, "hopper ÷ bare relay")
+		align = append(align, "---:")
+	}
 	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
 	b.WriteString("| " + strings.Join(align, " | ") + " |\n")
 	for _, row := range r.Rows {
@@ -211,6 +222,15 @@ func (r *Report) Markdown() string {
 			ratio = fmt.Sprintf("%.2f", hop.Median/direct.Median)
 		}
 		cells = append(cells, ratio)
+		if bare {
+			ratio = "—"
+			if hop, ok := row.Cells[colHopper]; ok {
+				if floor, ok := row.Cells[colBare]; ok && floor.Median != 0 {
+					ratio = fmt.Sprintf("%.2f", hop.Median/floor.Median)
+				}
+			}
+			cells = append(cells, ratio)
+		}
 		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 	}
 	if len(r.Notes) > 0 {

@@ -64,6 +64,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 	if !opts.NoMITM && opts.runs("tls") {
 		h.subjects = append(h.subjects, mitmSubject(hop, tmp, h.roots))
 	}
+	h.subjects = append(h.subjects, bareSubject(opts.BareRelay))
 	for _, p := range peerList() {
 		s := peerSubject(p, opts.LookPath, tmp)
 		if !opts.Peers {

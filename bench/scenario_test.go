@@ -2,6 +2,10 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"testing"
 	"time"
 
@@ -11,6 +15,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as the bare relay's process, as a program
+	// calling Main does (see TestRunAgainstHopper).
+	if os.Getenv(BareRelayEnv) != "" {
+		ctx, _ := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		if _, err := serveBareRelayFromEnv(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -18,6 +18,7 @@ const (
 	colHopper    = "hopper"
 	colChained   = "hopper chained"
 	colMITM      = "hopper MITM"
+	colBare      = "bare relay"
 	colTinyproxy = "tinyproxy"
 	colDante     = "dante"
 	colGlider    = "glider"
@@ -163,6 +164,29 @@ func mitmSubject(hl *hopperLauncher, dir string, roots *x509.CertPool) *subject 
 			return processInstance(p), nil
 		},
 	}
+}
+
+// bareSubject runs argv with BareRelayEnv set: ServeBareRelay, the floor
+// every proxy column stands on. It has no forward mode and does not
+// intercept, so it shares the tunnel rows only.
+func bareSubject(argv []string) *subject {
+	s := &subject{name: colBare, fronts: []Front{FrontCONNECT, FrontSOCKS5}}
+	if len(argv) == 0 {
+		s.absent = "not run (Options.BareRelay unset)"
+		return s
+	}
+	s.start = func(ctx context.Context) (*instance, error) {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		p, err := startProcess(ctx, colBare, addr, argv, []string{BareRelayEnv + "=" + addr})
+		if err != nil {
+			return nil, err
+		}
+		return processInstance(p), nil
+	}
+	return s
 }
 
 // start runs `hopper serve` on a free loopback port, with an upstream list
