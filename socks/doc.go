@@ -6,7 +6,8 @@
 // unresolved, so host names keep socks5h/4a semantics; user, session and
 // country parsed from the username or SOCKS4 user id), rendering dial failures
 // as SOCKS reply codes in one place (DESIGN.md's error table), and one
-// access-log line per stream.
+// access-log line per stream ("tls": true when the listener handed over the
+// *tls.Conn of a client that came in over TLS).
 //
 // It leaves to others: accepting connections, limits and sniffing the first
 // byte (the listener, which calls Server.ServeStream), choosing how a

@@ -42,6 +42,14 @@ type testProxy struct {
 // logs to the test and to p.logs.
 func startProxy(tb testing.TB, cfg Config) *testProxy {
 	tb.Helper()
+	return startProxyWith(tb, cfg, nil)
+}
+
+// startProxyWith is startProxy with every accepted connection passed
+// through wrap (when set) before its first byte is read, as tunnel's TLS
+// termination does; a nil result drops the connection.
+func startProxyWith(tb testing.TB, cfg Config, wrap func(net.Conn) net.Conn) *testProxy {
+	tb.Helper()
 	p := &testProxy{served: make(chan struct{}, 1024)}
 	if cfg.Logger == nil {
 		core, logs := observer.New(zapcore.InfoLevel)
@@ -66,6 +74,11 @@ func startProxy(tb testing.TB, cfg Config) *testProxy {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				if wrap != nil {
+					if c = wrap(c); c == nil {
+						return
+					}
+				}
 				p.serveOne(ctx, srv, c)
 			}()
 		}

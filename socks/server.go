@@ -3,6 +3,7 @@ package socks
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -57,8 +58,14 @@ var aLongTimeAgo = time.Unix(1, 0)
 // ctx bounds the whole stream: cancelling it aborts the handshake (through a
 // deadline on conn), the dial, and an established tunnel. The dial is further
 // bounded by Config.ConnectTimeout and the tunnel by Config.IdleTimeout.
+//
+// A conn that is a *tls.Conn is a client that reached the listener over TLS
+// (an HTTPS proxy port; tunnel hands over its *tls.Conn, never another
+// wrapper): its access-log line says "tls": true, as the listener's own
+// lines do.
 func (s *Server) ServeStream(ctx context.Context, conn net.Conn, first byte, done func()) {
 	st := &stream{ctx: ctx, conn: conn, start: time.Now(), done: done}
+	_, st.tls = conn.(*tls.Conn)
 	st.req.Client = conn.RemoteAddr()
 	st.unwatch = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
 	s.opened(first)
@@ -89,8 +96,11 @@ func (s *Server) end(st *stream) {
 // stream is the state of one ServeStream call, shared by the handshake code of
 // both protocols and the access log.
 type stream struct {
-	ctx     context.Context
-	conn    net.Conn // raw client connection, as the listener accepted it
+	ctx context.Context
+	// conn is the client connection as the listener handed it: the raw
+	// accepted conn, or the *tls.Conn of a client that came in over TLS.
+	conn    net.Conn
+	tls     bool // conn is a *tls.Conn
 	start   time.Time
 	unwatch func() bool // stops the ctx watch on the handshake
 	done    func()      // the listener's: called once the stream has ended
@@ -211,7 +221,8 @@ func (s *Server) connect(st *stream, br *bufio.Reader, reply replyFunc) {
 	})
 }
 
-// logAccess writes the stream's one access-log line.
+// logAccess writes the stream's one access-log line, with "tls": true when
+// the client came in over TLS (the listener's lines carry the same field).
 func (s *Server) logAccess(st *stream) {
 	ce := s.log.Check(zap.InfoLevel, "tunnel")
 	if ce == nil {
@@ -229,7 +240,7 @@ func (s *Server) logAccess(st *stream) {
 	if st.req.Client != nil {
 		client = st.req.Client.String()
 	}
-	fields := make([]zap.Field, 0, 11)
+	fields := make([]zap.Field, 0, 12)
 	fields = append(fields,
 		zap.String("client", client),
 		zap.String("user", st.req.User),
@@ -242,6 +253,9 @@ func (s *Server) logAccess(st *stream) {
 		zap.Duration("duration", time.Since(st.start)),
 		zap.String("result", st.result),
 	)
+	if st.tls {
+		fields = append(fields, zap.Bool("tls", true))
+	}
 	if st.err != nil {
 		fields = append(fields, zap.Error(st.err))
 	}

@@ -53,8 +53,10 @@ type FailureReporter interface {
 //
 // conn is the raw connection the listener accepted (a *net.TCPConn for TCP
 // listeners), never a wrapper, so the handler keeps the splice path; on a
-// connection that came in over TLS (Config.TLS) it is the *tls.Conn. ctx is
-// cancelled when the Server is stopped forcibly.
+// connection that came in over TLS (Config.TLS) it is the *tls.Conn, and
+// that type is how the handler tells such a client apart (the "tls" field
+// of its access-log lines, as on tunnel's own). ctx is cancelled when the
+// Server is stopped forcibly.
 type StreamHandler interface {
 	ServeStream(ctx context.Context, conn net.Conn, first byte, done func())
 }

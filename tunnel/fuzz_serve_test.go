@@ -31,33 +31,12 @@ const socksMark = 0xAA
 // everything) is asked exactly when the first head parses, and then the
 // answer is 403, never otherwise.
 func FuzzServeConn(f *testing.F) {
-	for _, c := range requestHeadCases {
-		f.Add([]byte(c.in))
-	}
-	for _, s := range []string{
-		"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50",
-		"\x04\x01\x00\x50\x7f\x00\x00\x01alice\x00",
-		"CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\nearly bytes",
-		"\r\n\r\nGET http://127.0.0.1:1/ HTTP/1.1\r\n\r\n",
-		"POST http://127.0.0.1:1/ HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
-		"GET http://127.0.0.1:1/ HTTP/1.1\r\n\r\nGET http://127.0.0.1:2/ HTTP/1.1\r\n\r\n",
-		"HEAD http://x/ HTTP/1.1\r\nProxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-		"CONNECT [::1]:443 HTTP/1.0\r\n\r\n",
-	} {
-		f.Add([]byte(s))
+	for _, s := range serveSeeds() {
+		f.Add(s)
 	}
 
 	var dials atomic.Int64
-	refuse := dial.DialerFunc(func(_ context.Context, req *dial.Request) (*dial.Outbound, error) {
-		dials.Add(1)
-		return nil, &dial.Error{Target: req.Target, Err: dial.ErrDenied}
-	})
-	socksH := StreamHandlerFunc(func(_ context.Context, conn net.Conn, first byte, done func()) {
-		defer done()
-		_, _ = conn.Write([]byte{socksMark, first})
-	})
-	srv, err := New(Config{Dialer: refuse, SOCKS: socksH, Logger: zap.NewNop(),
+	srv, err := New(Config{Dialer: refusingDialer(&dials), SOCKS: socksMarker, Logger: zap.NewNop(),
 		HeaderTimeout: 2 * time.Second, IdleTimeout: time.Second})
 	if err != nil {
 		f.Fatal(err)
@@ -78,49 +57,95 @@ func FuzzServeConn(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		before := dials.Load()
 		resp, readErr := fuzzExchange(t, ln.Addr().String(), data)
-		dialed := dials.Load() - before
-
-		if len(data) > 0 && (data[0] == 0x04 || data[0] == 0x05) {
-			if !bytes.Equal(resp, []byte{socksMark, data[0]}) {
-				t.Fatalf("SOCKS first byte: got %q", resp)
-			}
-			if dialed != 0 {
-				t.Fatalf("SOCKS input reached the HTTP dialer")
-			}
-			return
-		}
-		if dialed > 1 {
-			t.Fatalf("%d dials for one connection", dialed)
-		}
-		if parses := firstHeadParses(data, DefaultMaxHeadBytes); dialed == 1 && !parses {
-			t.Fatalf("dialed for a head that does not parse: %q", data)
-		}
-		if len(resp) == 0 {
-			if dialed == 1 && readErr == nil {
-				t.Fatalf("dialed but answered nothing")
-			}
-			return
-		}
-		status, bodyLen, rest, ok := splitResponse(resp)
-		if !ok {
-			if readErr != nil {
-				return // reset mid-reply; what arrived is a prefix
-			}
-			t.Fatalf("not an HTTP response: %q", resp)
-		}
-		want := 400
-		if dialed == 1 {
-			want = 403
-		}
-		if status != want {
-			t.Fatalf("status %d, want %d (dialed %d) for %q: %q", status, want, dialed, data, resp)
-		}
-		// One reply, then the connection closes: nothing follows the
-		// body (none for HEAD) but a reset.
-		if readErr == nil && len(rest) != bodyLen && len(rest) != 0 {
-			t.Fatalf("body of %d bytes, Content-Length %d: %q", len(rest), bodyLen, resp)
-		}
+		checkServeReply(t, data, resp, readErr, dials.Load()-before)
 	})
+}
+
+// serveSeeds are the inputs FuzzServeConn and FuzzServeTLSConn start from:
+// the request head table, SOCKS greetings and the request shapes that take
+// the server down its other paths.
+func serveSeeds() [][]byte {
+	var seeds [][]byte
+	for _, c := range requestHeadCases {
+		seeds = append(seeds, []byte(c.in))
+	}
+	for _, s := range []string{
+		"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50",
+		"\x04\x01\x00\x50\x7f\x00\x00\x01alice\x00",
+		"CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\nearly bytes",
+		"\r\n\r\nGET http://127.0.0.1:1/ HTTP/1.1\r\n\r\n",
+		"POST http://127.0.0.1:1/ HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+		"GET http://127.0.0.1:1/ HTTP/1.1\r\n\r\nGET http://127.0.0.1:2/ HTTP/1.1\r\n\r\n",
+		"HEAD http://x/ HTTP/1.1\r\nProxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"CONNECT [::1]:443 HTTP/1.0\r\n\r\n",
+	} {
+		seeds = append(seeds, []byte(s))
+	}
+	return seeds
+}
+
+// refusingDialer counts its dials in n and refuses every one as denied, so
+// a head that parses is answered 403.
+func refusingDialer(n *atomic.Int64) dial.Dialer {
+	return dial.DialerFunc(func(_ context.Context, req *dial.Request) (*dial.Outbound, error) {
+		n.Add(1)
+		return nil, &dial.Error{Target: req.Target, Err: dial.ErrDenied}
+	})
+}
+
+// socksMarker stands in for the SOCKS front end: it answers socksMark and
+// the first byte it was handed, and ends the stream.
+var socksMarker = StreamHandlerFunc(func(_ context.Context, conn net.Conn, first byte, done func()) {
+	defer done()
+	_, _ = conn.Write([]byte{socksMark, first})
+})
+
+// checkServeReply asserts FuzzServeConn's invariants on resp, what the
+// server sent in reply to data until it closed (readErr a reset after it),
+// given the dials data caused.
+func checkServeReply(t *testing.T, data, resp []byte, readErr error, dialed int64) {
+	t.Helper()
+	if len(data) > 0 && (data[0] == 0x04 || data[0] == 0x05) {
+		if !bytes.Equal(resp, []byte{socksMark, data[0]}) {
+			t.Fatalf("SOCKS first byte: got %q", resp)
+		}
+		if dialed != 0 {
+			t.Fatalf("SOCKS input reached the HTTP dialer")
+		}
+		return
+	}
+	if dialed > 1 {
+		t.Fatalf("%d dials for one connection", dialed)
+	}
+	if parses := firstHeadParses(data, DefaultMaxHeadBytes); dialed == 1 && !parses {
+		t.Fatalf("dialed for a head that does not parse: %q", data)
+	}
+	if len(resp) == 0 {
+		if dialed == 1 && readErr == nil {
+			t.Fatalf("dialed but answered nothing")
+		}
+		return
+	}
+	status, bodyLen, rest, ok := splitResponse(resp)
+	if !ok {
+		if readErr != nil {
+			return // reset mid-reply; what arrived is a prefix
+		}
+		t.Fatalf("not an HTTP response: %q", resp)
+	}
+	want := 400
+	if dialed == 1 {
+		want = 403
+	}
+	if status != want {
+		t.Fatalf("status %d, want %d (dialed %d) for %q: %q", status, want, dialed, data, resp)
+	}
+	// One reply, then the connection closes: nothing follows the
+	// body (none for HEAD) but a reset.
+	if readErr == nil && len(rest) != bodyLen && len(rest) != 0 {
+		t.Fatalf("body of %d bytes, Content-Length %d: %q", len(rest), bodyLen, resp)
+	}
 }
 
 // fuzzExchange writes data to addr, half-closes, and reads until the proxy

@@ -132,8 +132,10 @@ func TestTLSProxyConnectBulkHalfClose(t *testing.T) {
 }
 
 // SOCKS inside TLS goes to the SOCKS handler with the first byte sent
-// inside TLS and the TLS stream itself; a minimal SOCKS5 greeting stands in
-// for the real handler, which tunnel must not import.
+// inside TLS and the TLS stream itself, its type telling the handler the
+// client came in over TLS (socks logs "tls" from it); a plain client on
+// the same port hands over no *tls.Conn. A minimal SOCKS5 greeting stands
+// in for the real handler, which tunnel must not import.
 func TestTLSProxySOCKS(t *testing.T) {
 	got := make(chan string, 1)
 	socksH := StreamHandlerFunc(func(_ context.Context, conn net.Conn, first byte, done func()) {
@@ -153,6 +155,13 @@ func TestTLSProxySOCKS(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []byte{0x05, 0x00}, reply)
 	assert.Equal(t, "tls=true first=0x5 rest=0100 err=<nil>", <-got)
+
+	plain := dialProxy(t, p)
+	_, err = plain.Write([]byte{0x05, 0x01, 0x00})
+	require.NoError(t, err)
+	_, err = io.ReadFull(plain, reply)
+	require.NoError(t, err)
+	assert.Equal(t, "tls=false first=0x5 rest=0100 err=<nil>", <-got)
 }
 
 // Plain HTTP and TLS clients share the listener.

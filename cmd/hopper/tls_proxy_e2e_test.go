@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -22,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/judge"
+	"github.com/hopper-proxy/hopper/mitm"
 )
 
 // writeCertPair writes a self-signed certificate for 127.0.0.1 and its key
@@ -91,9 +93,9 @@ func TestTLSProxyE2E(t *testing.T) {
 	assert.True(t, bytes.HasSuffix(body, []byte("\r\n\r\n127.0.0.1")), "%q", body)
 	require.NoError(t, c.Close())
 
-	// HTTP lines note TLS; the SOCKS front end logs its own, as on a
-	// plain connection.
-	want := map[string]int{"http tls": 1, "connect tls": 1, "http plain": 1, "socks5 plain": 1}
+	// Every line of a client that came in over TLS notes it, the SOCKS
+	// front end's own included.
+	want := map[string]int{"http tls": 1, "connect tls": 1, "http plain": 1, "socks5 tls": 1}
 	got := map[string]int{}
 	assert.Eventually(t, func() bool {
 		got = map[string]int{}
@@ -162,4 +164,94 @@ func TestTLSProxyFlags(t *testing.T) {
 	assert.Contains(t, errOut.String(), "--tls-cert")
 	assert.Contains(t, errOut.String(), "missing.pem")
 	assert.NotContains(t, errOut.String(), "listening")
+}
+
+// MITM inside an HTTPS-proxy connection: TLS inside TLS. A client speaks
+// TLS to hopper's port (the proxy's certificate), sends CONNECT inside it
+// to a loopback HTTPS origin, and hopper intercepts the tunnel: the inner
+// handshake meets a leaf from hopper's CA (which the client trusts, and
+// nothing else), and the origin's answer comes back through it. curl, as an
+// HTTPS-proxy client with the CA trusted, gets the same.
+func TestTLSProxyMITME2E(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, proxyLeaf := writeCertPair(t, dir)
+	caDir := filepath.Join(dir, "ca")
+	code, _, stderr := runCmd("ca", "init", "--ca-dir", caDir)
+	require.Equal(t, 0, code, stderr)
+	caPEM, err := os.ReadFile(filepath.Join(caDir, mitm.CACertFile))
+	require.NoError(t, err)
+	block, _ := pem.Decode(caPEM)
+	require.NotNil(t, block)
+	caCert, err := x509.ParseCertificate(block.Bytes)
+	require.NoError(t, err)
+
+	origin := uaOrigin(t)
+	originAddr := origin.Listener.Addr().String()
+	p := startHopper(t, "--tls-cert", certFile, "--tls-key", keyFile,
+		"--mitm", "--ca-dir", caDir, "--profile", "chrome", "--insecure-origin")
+
+	proxyRoots := x509.NewCertPool()
+	proxyRoots.AddCert(proxyLeaf)
+	outer, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", p.Addr, &tls.Config{RootCAs: proxyRoots})
+	require.NoError(t, err)
+	defer outer.Close()
+	require.NoError(t, outer.SetDeadline(time.Now().Add(10*time.Second)))
+	assert.True(t, proxyLeaf.Equal(outer.ConnectionState().PeerCertificates[0]), "the outer TLS is the proxy's")
+	_, err = fmt.Fprintf(outer, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", originAddr, originAddr)
+	require.NoError(t, err)
+	br := bufio.NewReader(outer)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Zero(t, br.Buffered(), "nothing follows the 200 before the client speaks")
+
+	// Only hopper's CA is trusted inside: the origin's own certificate
+	// would fail verification.
+	caRoots := x509.NewCertPool()
+	caRoots.AddCert(caCert)
+	inner := tls.Client(outer, &tls.Config{RootCAs: caRoots, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
+	require.NoError(t, inner.Handshake())
+	leaf := inner.ConnectionState().PeerCertificates[0]
+	assert.Equal(t, caCert.Subject.String(), leaf.Issuer.String(), "the leaf is hopper's")
+	require.NoError(t, leaf.CheckSignatureFrom(caCert))
+	assert.False(t, leaf.Equal(origin.Certificate()), "not the origin's certificate")
+	assert.False(t, leaf.Equal(proxyLeaf), "not the proxy's certificate")
+
+	_, err = fmt.Fprintf(inner, "GET /inner HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", originAddr)
+	require.NoError(t, err)
+	innerBr := bufio.NewReader(inner)
+	resp, err = http.ReadResponse(innerBr, nil)
+	require.NoError(t, err)
+	chrome, err := mitm.LookupProfile("chrome")
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "ua="+chrome.Header("User-Agent")+" proto=HTTP/2.0", readAll(resp), "the origin's answer, re-originated by hopper")
+	// Connection: close ends both layers cleanly: hopper's leaf session
+	// with close_notify, then the proxy connection with its own.
+	rest, err := io.ReadAll(innerBr)
+	require.NoError(t, err)
+	assert.Empty(t, rest)
+	rest, err = io.ReadAll(outer)
+	require.NoError(t, err)
+	assert.Empty(t, rest)
+
+	caFile := filepath.Join(caDir, mitm.CACertFile)
+	out := curl(t, "-x", "https://"+p.Addr, "--proxy-cacert", certFile, "--cacert", caFile, origin.URL+"/curl")
+	assert.Equal(t, "ua="+chrome.Header("User-Agent")+" proto=HTTP/2.0", out)
+
+	// Two CONNECT lines over TLS handed to the interceptor, and a line per
+	// request inside.
+	var connects, requests int
+	require.Eventually(t, func() bool {
+		connects, requests = 0, 0
+		for _, r := range p.records("tunnel") {
+			switch {
+			case r["proto"] == "connect" && r["tls"] == true && r["upstream"] == "mitm" && r["result"] == "ok":
+				connects++
+			case r["proto"] == "mitm" && r["status"] == float64(200):
+				requests++
+			}
+		}
+		return connects == 2 && requests == 2
+	}, 10*time.Second, 20*time.Millisecond, "connects %d, requests %d\n%s", connects, requests, p.log())
 }
