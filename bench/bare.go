@@ -173,6 +173,9 @@ func socks5Request(br *bufio.Reader, w io.Writer) (string, error) {
 		if _, err := io.ReadFull(br, name); err != nil {
 			return "", err
 		}
+		if !hostName(name) {
+			return "", fmt.Errorf("%w: SOCKS domain name %q", errBareRequest, name)
+		}
 		host = string(name)
 	default:
 		return "", fmt.Errorf("%w: SOCKS address type %d", errBareRequest, req[3])
@@ -182,6 +185,18 @@ func socks5Request(br *bufio.Reader, w io.Writer) (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(port[:])))), nil
+}
+
+// hostName reports whether b is a non-empty DNS name of letters, digits,
+// hyphens, underscores and dots: nothing a host:port could misread.
+func hostName(b []byte) bool {
+	for _, c := range b {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+		if !ok {
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 // serveBareRelayFromEnv runs the bare relay when BareRelayEnv is set,
