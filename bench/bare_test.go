@@ -11,21 +11,16 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // startBareRelay serves ServeBareRelay on a loopback port until the test
 // ends, and checks it returns cleanly then.
 func startBareRelay(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ServeBareRelay(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		assert.NoError(t, <-done)
-	})
+	ln := testnet.Listen(t, "")
+	testnet.Go(t, "bare relay", func(ctx context.Context) error { return ServeBareRelay(ctx, ln) })
 	return ln.Addr().String()
 }
 
@@ -58,10 +53,7 @@ func TestBareRelayCarriesBothFronts(t *testing.T) {
 func TestBareRelayRefuses(t *testing.T) {
 	ctx := testContext(t)
 	relay := startBareRelay(t)
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	target := closed.Addr().String()
-	require.NoError(t, closed.Close())
+	target := testnet.RefusingAddr(t, "127.0.0.1")
 	for _, front := range []Front{FrontCONNECT, FrontSOCKS5} {
 		_, err := route{front: front, proxy: relay}.dial(ctx, target)
 		assert.ErrorIs(t, err, ErrHandshake, front.String())

@@ -4,19 +4,18 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
+	"github.com/hopper-proxy/hopper/internal/testnet"
+	"github.com/hopper-proxy/hopper/relay"
 )
 
 // Test upstream proxies: real loopback servers speaking HTTP (CONNECT and
@@ -54,80 +53,24 @@ type proxySpec struct {
 type testProxy struct {
 	spec   proxySpec
 	dialer net.Dialer
-	ln     net.Listener
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
+	srv    *testnet.Server // closes, at the end of the test, what it serves and dials
 }
 
 // startProxy runs a proxy per spec on 127.0.0.1 and returns its address. It
 // is stopped, every connection closed, at cleanup.
 func startProxy(t *testing.T, spec proxySpec) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
+	ln := testnet.Listen(t, "127.0.0.1")
 	if spec.cert != nil {
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*spec.cert}})
 	}
-	p := &testProxy{spec: spec, ln: ln, conns: make(map[net.Conn]struct{})}
+	p := &testProxy{spec: spec}
 	if spec.egress != "" {
 		p.dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(spec.egress)}
 	}
 	p.dialer.Timeout = 5 * time.Second
-	p.wg.Add(1)
-	go p.acceptLoop()
-	t.Cleanup(p.stop)
-	return ln.Addr().String()
-}
-
-func (p *testProxy) acceptLoop() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		if !p.track(c) {
-			return
-		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer p.untrack(c)
-			p.serve(c)
-		}()
-	}
-}
-
-// track registers c for closing at stop; false (and c closed) once stopped.
-func (p *testProxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		_ = c.Close()
-		return false
-	}
-	p.conns[c] = struct{}{}
-	return true
-}
-
-func (p *testProxy) untrack(c net.Conn) {
-	_ = c.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	p.mu.Unlock()
-}
-
-func (p *testProxy) stop() {
-	_ = p.ln.Close()
-	p.mu.Lock()
-	p.closed = true
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
+	p.srv = testnet.Serve(t, ln, p.serve)
+	return p.srv.Addr()
 }
 
 func (p *testProxy) serve(c net.Conn) {
@@ -160,7 +103,7 @@ func (p *testProxy) dial(target string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !p.track(tc) {
+	if !p.srv.Track(tc) {
 		return nil, net.ErrClosed
 	}
 	return tc, nil
@@ -197,10 +140,10 @@ func (p *testProxy) serveHTTP(c net.Conn) {
 		_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 		return
 	}
-	defer p.untrack(tc)
+	defer p.srv.Untrack(tc)
 	if req.Method == http.MethodConnect {
 		_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-		relay(c, br, tc)
+		splice(c, br, tc)
 		return
 	}
 	req.Header.Del("Proxy-Authorization")
@@ -226,28 +169,21 @@ func basicOK(header, user, pass string) bool {
 	return header == want
 }
 
-// relay copies both ways until either side ends; br holds bytes the client
-// sent past its request.
-func relay(c net.Conn, br *bufio.Reader, tc net.Conn) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = io.Copy(c, tc)
-		_ = c.Close()
-	}()
-	_, _ = io.Copy(tc, br)
-	_ = tc.Close()
-	<-done
+// splice relays c and tc; br holds bytes the client sent past its request,
+// written to tc first.
+func splice(c net.Conn, br *bufio.Reader, tc net.Conn) {
+	if early, _ := br.Peek(br.Buffered()); len(early) > 0 {
+		if _, err := tc.Write(early); err != nil {
+			return
+		}
+	}
+	_, _ = relay.Pipe(c, tc, 0)
 }
 
 func (p *testProxy) serveSOCKS5(c net.Conn) {
 	br := bufio.NewReader(c)
-	var hdr [2]byte
-	if _, err := io.ReadFull(br, hdr[:]); err != nil || hdr[0] != 5 {
-		return
-	}
-	methods := make([]byte, hdr[1])
-	if _, err := io.ReadFull(br, methods); err != nil {
+	methods, err := testnet.ReadSOCKS5Methods(br)
+	if err != nil {
 		return
 	}
 	want := byte(0x00)
@@ -260,8 +196,8 @@ func (p *testProxy) serveSOCKS5(c net.Conn) {
 	}
 	_, _ = c.Write([]byte{5, want})
 	if want == 0x02 {
-		user, pass, ok := readUserPass(br)
-		if !ok {
+		user, pass, err := testnet.ReadSOCKS5UserPass(br)
+		if err != nil {
 			return
 		}
 		if user != p.spec.user || pass != p.spec.pass {
@@ -270,14 +206,14 @@ func (p *testProxy) serveSOCKS5(c net.Conn) {
 		}
 		_, _ = c.Write([]byte{1, 0})
 	}
-	target, ok := readSOCKSRequest(br)
-	if !ok {
+	_, host, port, err := testnet.ReadSOCKS5Connect(br)
+	if err != nil {
 		return
 	}
 	if p.spec.delay > 0 {
 		time.Sleep(p.spec.delay)
 	}
-	tc, err := p.dial(target)
+	tc, err := p.dial(net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		code := byte(0x01)
 		switch {
@@ -286,66 +222,10 @@ func (p *testProxy) serveSOCKS5(c net.Conn) {
 		case errors.Is(err, syscall.ECONNREFUSED):
 			code = 0x05
 		}
-		_, _ = c.Write([]byte{5, code, 0, 1, 0, 0, 0, 0, 0, 0})
+		_, _ = c.Write(testnet.SOCKS5Reply(code, nil))
 		return
 	}
-	defer p.untrack(tc)
-	_, _ = c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
-	relay(c, br, tc)
-}
-
-func readUserPass(br *bufio.Reader) (user, pass string, ok bool) {
-	var v [2]byte
-	if _, err := io.ReadFull(br, v[:]); err != nil || v[0] != 1 {
-		return "", "", false
-	}
-	u := make([]byte, v[1])
-	if _, err := io.ReadFull(br, u); err != nil {
-		return "", "", false
-	}
-	n, err := br.ReadByte()
-	if err != nil {
-		return "", "", false
-	}
-	pw := make([]byte, n)
-	if _, err := io.ReadFull(br, pw); err != nil {
-		return "", "", false
-	}
-	return string(u), string(pw), true
-}
-
-func readSOCKSRequest(br *bufio.Reader) (string, bool) {
-	var h [4]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil || h[0] != 5 || h[1] != 1 {
-		return "", false
-	}
-	var host string
-	switch h[3] {
-	case 1, 4:
-		ip := make([]byte, 4)
-		if h[3] == 4 {
-			ip = make([]byte, 16)
-		}
-		if _, err := io.ReadFull(br, ip); err != nil {
-			return "", false
-		}
-		host = net.IP(ip).String()
-	case 3:
-		n, err := br.ReadByte()
-		if err != nil {
-			return "", false
-		}
-		name := make([]byte, n)
-		if _, err := io.ReadFull(br, name); err != nil {
-			return "", false
-		}
-		host = string(name)
-	default:
-		return "", false
-	}
-	var port [2]byte
-	if _, err := io.ReadFull(br, port[:]); err != nil {
-		return "", false
-	}
-	return net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(port[:])))), true
+	defer p.srv.Untrack(tc)
+	_, _ = c.Write(testnet.SOCKS5Reply(0, nil))
+	splice(c, br, tc)
 }

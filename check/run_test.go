@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/hopper-proxy/hopper/internal/testnet"
 	"github.com/hopper-proxy/hopper/rotate"
 )
 
@@ -214,9 +215,7 @@ func TestConfigValidate(t *testing.T) {
 // judges use (azenv.php) works as well as hopper's own JSON judge, direct
 // and through proxies.
 func TestAzenvJudge(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	azenv := serveHandler(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	azenv := serveHandler(t, testnet.Listen(t, ""), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		fmt.Fprintf(w, "<html><body><pre>\nREMOTE_ADDR = %s\nHTTP_HOST = %s\n", host, r.Host)
 		for k, v := range r.Header {

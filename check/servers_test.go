@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -17,9 +18,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/hopper-proxy/hopper/judge"
-
 	"github.com/hopper-proxy/hopper/internal/testnet"
+	"github.com/hopper-proxy/hopper/judge"
 )
 
 // closedPort returns a loopback address nothing listens on.
@@ -31,9 +31,7 @@ func closedPort(t *testing.T) string {
 // startJudge runs a real judge.Server on 127.0.0.1 and returns its URL.
 func startJudge(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	return serveHandler(t, ln, nil)
+	return serveHandler(t, testnet.Listen(t, ""), nil)
 }
 
 // startLyingJudge is a judge that answers properly to requests from
@@ -41,8 +39,6 @@ func startJudge(t *testing.T) string {
 // a proxy), as a captive portal would.
 func startLyingJudge(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if host, _, _ := net.SplitHostPort(r.RemoteAddr); host == "127.0.0.1" {
 			judge.Handler().ServeHTTP(w, r)
@@ -51,27 +47,25 @@ func startLyingJudge(t *testing.T) string {
 		w.Header().Set("Content-Type", "text/html")
 		_, _ = io.WriteString(w, "<html><body>Please log in to the network</body></html>")
 	})
-	return serveHandler(t, ln, h)
+	return serveHandler(t, testnet.Listen(t, ""), h)
 }
 
 // serveHandler serves h (nil: judge.Server) on ln until cleanup.
 func serveHandler(t *testing.T, ln net.Listener, h http.Handler) string {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	if h == nil {
-		go func() { done <- (&judge.Server{ShutdownTimeout: time.Second}).Serve(ctx, ln) }()
+		testnet.Go(t, "judge", func(ctx context.Context) error {
+			return (&judge.Server{ShutdownTimeout: time.Second}).Serve(ctx, ln)
+		})
 	} else {
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-		go func() { done <- srv.Serve(ln) }()
-		go func() {
-			<-ctx.Done()
-			_ = srv.Close()
-		}()
+		testnet.Go(t, "HTTP server", func(ctx context.Context) error {
+			defer context.AfterFunc(ctx, func() { _ = srv.Close() })()
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
 	}
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
 	return "http://" + ln.Addr().String() + "/"
 }
 

@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
@@ -26,21 +28,9 @@ func TestMain(m *testing.M) {
 // startJudge serves a judge on 127.0.0.1:0 until the test ends.
 func startJudge(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	ln := testnet.Listen(t, "")
 	s := &Server{Logger: zaptest.NewLogger(t)}
-	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("judge did not stop")
-		}
-	})
+	testnet.Go(t, "judge", func(ctx context.Context) error { return s.Serve(ctx, ln) })
 	return ln.Addr().String()
 }
 

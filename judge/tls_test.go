@@ -20,10 +20,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"github.com/hopper-proxy/hopper/fingerprint"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // tlsJudge is a judge's TLS port on 127.0.0.1:0 with a certificate for
@@ -38,21 +37,9 @@ func startTLSJudge(t *testing.T) *tlsJudge {
 	t.Helper()
 	cert, err := SelfSigned(time.Now(), "judge.test", "127.0.0.1")
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	ln := testnet.Listen(t, "")
 	s := &Server{Logger: zaptest.NewLogger(t), Certificate: &cert, ShutdownTimeout: time.Second}
-	go func() { done <- s.ServeTLS(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("TLS judge did not stop")
-		}
-	})
+	testnet.Go(t, "TLS judge", func(ctx context.Context) error { return s.ServeTLS(ctx, ln) })
 	pool := x509.NewCertPool()
 	pool.AddCert(cert.Leaf)
 	return &tlsJudge{addr: ln.Addr().String(), pool: pool,
@@ -69,57 +56,6 @@ func decode(t *testing.T, body []byte) Report {
 	var rep Report
 	require.NoError(t, json.Unmarshal(body, &rep), "%s", body)
 	return rep
-}
-
-// h2Request sends one GET over conn as a raw HTTP/2 client with the given
-// preface and pseudo-header order, and returns the judge's report.
-func h2Request(t *testing.T, conn net.Conn, pre fingerprint.HTTP2, headers [][2]string) Report {
-	t.Helper()
-	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-	var out bytes.Buffer
-	out.WriteString(http2.ClientPreface)
-	fr := http2.NewFramer(&out, nil)
-	settings := make([]http2.Setting, len(pre.Settings))
-	for i, s := range pre.Settings {
-		settings[i] = http2.Setting{ID: http2.SettingID(s.ID), Val: s.Value}
-	}
-	require.NoError(t, fr.WriteSettings(settings...))
-	if pre.WindowUpdate > 0 {
-		require.NoError(t, fr.WriteWindowUpdate(0, pre.WindowUpdate))
-	}
-	for _, p := range pre.Priorities {
-		require.NoError(t, fr.WritePriority(p.StreamID, http2.PriorityParam{StreamDep: p.DependsOn, Exclusive: p.Exclusive, Weight: p.Weight}))
-	}
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	values := map[string]string{":method": "GET", ":authority": "judge.test", ":scheme": "https", ":path": "/h2?x=1"}
-	for _, name := range pre.PseudoHeaderOrder {
-		require.NoError(t, enc.WriteField(hpack.HeaderField{Name: name, Value: values[name]}))
-	}
-	for _, h := range headers {
-		require.NoError(t, enc.WriteField(hpack.HeaderField{Name: h[0], Value: h[1]}))
-	}
-	hp := http2.HeadersFrameParam{StreamID: pre.FirstStreamID, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}
-	if p := pre.HeadersPriority; p != nil {
-		hp.Priority = http2.PriorityParam{StreamDep: p.DependsOn, Exclusive: p.Exclusive, Weight: p.Weight}
-	}
-	require.NoError(t, fr.WriteHeaders(hp))
-	_, err := conn.Write(out.Bytes())
-	require.NoError(t, err)
-
-	rf := http2.NewFramer(io.Discard, conn)
-	rf.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	var body []byte
-	for {
-		f, err := rf.ReadFrame()
-		require.NoError(t, err)
-		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == pre.FirstStreamID {
-			body = append(body, d.Data()...)
-			if d.StreamEnded() {
-				return decode(t, body)
-			}
-		}
-	}
 }
 
 func TestTLSReportsJA4AndHTTP2Fingerprint(t *testing.T) {
@@ -161,7 +97,7 @@ func TestTLSReportsJA4AndHTTP2Fingerprint(t *testing.T) {
 			require.NoError(t, uc.Handshake())
 			require.Equal(t, "h2", uc.ConnectionState().NegotiatedProtocol)
 
-			rep := h2Request(t, uc, tc.pre, [][2]string{{"user-agent", "raw"}, {"accept", "*/*"}, {"x-b", "2"}, {"x-a", "1"}})
+			rep := decode(t, testnet.H2Get(t, uc, tc.pre, "judge.test", "/h2?x=1", [][2]string{{"user-agent", "raw"}, {"accept", "*/*"}, {"x-b", "2"}, {"x-a", "1"}}))
 			require.NotNil(t, rep.TLS)
 			assert.Equal(t, hello.JA4(), rep.TLS.JA4)
 			assert.Equal(t, hello.JA4R(), rep.TLS.JA4R)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // benchClient is a keep-alive HTTP/2 client through the world's proxy,
@@ -126,30 +128,17 @@ func BenchmarkCachedHandshake(b *testing.B) {
 	if _, err := ic.leaves.get("shop.example"); err != nil {
 		b.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tc := tls.Server(c, ic.tlsCfg)
-			_ = tc.Handshake()
-			_ = tc.Close()
-		}
-	}()
-	defer func() { ln.Close(); <-done }()
+	srv := testnet.Serve(b, testnet.Listen(b, ""), func(c net.Conn) {
+		tc := tls.Server(c, ic.tlsCfg)
+		_ = tc.Handshake()
+		_ = tc.Close()
+	})
 	cfg := &tls.Config{ServerName: "shop.example", RootCAs: ca.CertPool(), NextProtos: []string{"h2"}}
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", srv.Addr())
 		if err != nil {
 			b.Fatal(err)
 		}

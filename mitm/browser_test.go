@@ -141,12 +141,20 @@ func TestChromiumKeepsItsFingerprintInMirrorMode(t *testing.T) {
 
 	direct := chromiumReport(t, home, "", url)
 	via := chromiumReport(t, home, w.fe.ln.Addr().String(), url)
+	requireMirrored(t, "Chromium", w, direct, via)
+}
+
+// requireMirrored checks that the second of a browser's two visits went
+// through hopper, intercepted, and that the judge saw the same JA4, HTTP/2
+// fingerprint and header order through hopper (via) as straight (direct).
+func requireMirrored(t *testing.T, browser string, w *world, direct, via judge.Report) {
+	t.Helper()
 	reqs := w.dialer.Requests()
 	require.NotEmpty(t, reqs, "the second visit went through hopper")
 	assert.Equal(t, dial.ProtocolMITM, reqs[0].Protocol, "and was intercepted")
 	require.NotNil(t, direct.TLS)
 	require.NotNil(t, via.TLS)
-	t.Logf("Chromium: JA4 %s, HTTP/2 %s", direct.TLS.JA4, direct.HTTP2.Akamai)
+	t.Logf("%s: JA4 %s, HTTP/2 %s", browser, direct.TLS.JA4, direct.HTTP2.Akamai)
 	assert.Equal(t, direct.TLS.JA4, via.TLS.JA4, "JA4 through hopper")
 	assert.Equal(t, direct.TLS.JA4R, via.TLS.JA4R)
 	require.NotNil(t, direct.HTTP2)

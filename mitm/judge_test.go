@@ -1,7 +1,6 @@
 package mitm
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -16,10 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"github.com/hopper-proxy/hopper/fingerprint"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 	"github.com/hopper-proxy/hopper/judge"
 )
 
@@ -29,21 +27,9 @@ import (
 // HTTP/2 fingerprint and header order of every request.
 func startJudge(t testing.TB, pki *originPKI, protos []string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	ln := testnet.Listen(t, "")
 	s := &judge.Server{Logger: zaptest.NewLogger(t).Named("judge"), Certificate: &pki.cert, TLSNextProtos: protos, ShutdownTimeout: time.Second}
-	go func() { done <- s.ServeTLS(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("judge did not stop")
-		}
-	})
+	testnet.Go(t, "judge", func(ctx context.Context) error { return s.ServeTLS(ctx, ln) })
 	return ln.Addr().String()
 }
 
@@ -244,53 +230,10 @@ var chromeLike = fingerprint.HTTP2{
 // header fields in order, and returns the judge's report.
 func rawH2Get(t *testing.T, conn net.Conn, pre fingerprint.HTTP2, fields [][2]string) judge.Report {
 	t.Helper()
-	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
-	var out bytes.Buffer
-	out.WriteString(http2.ClientPreface)
-	fr := http2.NewFramer(&out, nil)
-	settings := make([]http2.Setting, len(pre.Settings))
-	for i, s := range pre.Settings {
-		settings[i] = http2.Setting{ID: http2.SettingID(s.ID), Val: s.Value}
-	}
-	require.NoError(t, fr.WriteSettings(settings...))
-	require.NoError(t, fr.WriteWindowUpdate(0, pre.WindowUpdate))
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	values := map[string]string{":method": "GET", ":authority": "shop.example", ":scheme": "https", ":path": "/raw"}
-	for _, name := range pre.PseudoHeaderOrder {
-		require.NoError(t, enc.WriteField(hpack.HeaderField{Name: name, Value: values[name]}))
-	}
-	for _, f := range fields {
-		require.NoError(t, enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}))
-	}
-	hp := pre.HeadersPriority
-	require.NoError(t, fr.WriteHeaders(http2.HeadersFrameParam{StreamID: pre.FirstStreamID, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true,
-		Priority: http2.PriorityParam{StreamDep: hp.DependsOn, Exclusive: hp.Exclusive, Weight: hp.Weight}}))
-	_, err := conn.Write(out.Bytes())
-	require.NoError(t, err)
-
-	rf := http2.NewFramer(conn, conn)
-	rf.ReadMetaHeaders = hpack.NewDecoder(65536, nil)
-	var body []byte
-	for {
-		f, err := rf.ReadFrame()
-		require.NoError(t, err)
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				require.NoError(t, rf.WriteSettingsAck())
-			}
-		case *http2.MetaHeadersFrame:
-			require.Equal(t, "200", f.PseudoValue("status"))
-		case *http2.DataFrame:
-			body = append(body, f.Data()...)
-			if f.StreamEnded() {
-				var rep judge.Report
-				require.NoError(t, json.Unmarshal(body, &rep), "%s", body)
-				return rep
-			}
-		}
-	}
+	body := testnet.H2Get(t, conn, pre, "shop.example", "/raw", fields)
+	var rep judge.Report
+	require.NoError(t, json.Unmarshal(body, &rep), "%s", body)
+	return rep
 }
 
 // With the mirror profile, a uTLS client posing as Chrome shows the judge

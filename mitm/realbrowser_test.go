@@ -28,9 +28,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/hopper-proxy/hopper/dial"
 	"github.com/hopper-proxy/hopper/fingerprint"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 	"github.com/hopper-proxy/hopper/judge"
+	"github.com/hopper-proxy/hopper/relay"
 )
 
 // updateHellos re-records testdata/hellos from the installed browsers: after
@@ -45,60 +46,25 @@ const browserRun = 45 * time.Second
 // helloTap relays loopback connections to an address and keeps the first
 // ClientHello record each one sends: what a browser sent the judge.
 type helloTap struct {
-	ln net.Listener
-	wg sync.WaitGroup
+	srv *testnet.Server
 
 	mu     sync.Mutex
 	hellos [][]byte
-	conns  map[net.Conn]struct{}
 }
 
 func newHelloTap(t *testing.T, to string) *helloTap {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	tap := &helloTap{ln: ln, conns: map[net.Conn]struct{}{}}
-	tap.wg.Add(1)
-	go func() {
-		defer tap.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tap.wg.Add(1)
-			go tap.relay(c, to)
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		tap.mu.Lock()
-		for c := range tap.conns {
-			_ = c.Close()
-		}
-		tap.mu.Unlock()
-		tap.wg.Wait()
-	})
+	tap := &helloTap{srv: testnet.NewServer(t, testnet.Listen(t, ""))}
+	tap.srv.Serve(func(c net.Conn) { tap.relay(c, to) })
 	return tap
 }
 
-func (tap *helloTap) track(cs ...net.Conn) {
-	tap.mu.Lock()
-	defer tap.mu.Unlock()
-	for _, c := range cs {
-		tap.conns[c] = struct{}{}
-	}
-}
-
 func (tap *helloTap) relay(c net.Conn, to string) {
-	defer tap.wg.Done()
-	defer c.Close()
 	up, err := net.DialTimeout("tcp", to, 5*time.Second)
-	if err != nil {
+	if err != nil || !tap.srv.Track(up) {
 		return
 	}
-	defer up.Close()
-	tap.track(c, up)
+	defer tap.srv.Untrack(up)
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var early []byte
 	buf := make([]byte, 4096)
@@ -120,15 +86,7 @@ func (tap *helloTap) relay(c net.Conn, to string) {
 	if _, err := up.Write(early); err != nil {
 		return
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = io.Copy(c, up)
-		_ = c.Close()
-	}()
-	_, _ = io.Copy(up, c)
-	_ = up.Close()
-	<-done
+	_, _ = relay.Pipe(c, up, 0)
 }
 
 // first returns the first ClientHello record the tap saw.
@@ -381,7 +339,7 @@ func TestRealBrowsersMatchTheirProfiles(t *testing.T) {
 			t.Run(tc.browser+" "+proto, func(t *testing.T) {
 				w, judgeAddr := newJudgeWorld(t, pki, []string{proto}, func(c *Config) { c.Profile, c.RequestsPerDial = tc.profile, -1 })
 				tap := newHelloTap(t, judgeAddr)
-				_, port, err := net.SplitHostPort(tap.ln.Addr().String())
+				_, port, err := net.SplitHostPort(tap.srv.Addr())
 				require.NoError(t, err)
 				want := tc.visit(t, "https://shop.example:"+port+"/")
 				p := profile(t, tc.profile)
@@ -455,21 +413,8 @@ func TestFirefoxKeepsItsFingerprintInMirrorMode(t *testing.T) {
 
 	direct := firefoxReport(t, "", url, pki.pem)
 	via := firefoxReport(t, w.fe.ln.Addr().String(), url, w.ca.PEM())
-	reqs := w.dialer.Requests()
-	require.NotEmpty(t, reqs, "the second visit went through hopper")
-	assert.Equal(t, dial.ProtocolMITM, reqs[0].Protocol, "and was intercepted")
-	require.NotNil(t, direct.TLS)
-	require.NotNil(t, via.TLS)
-	t.Logf("Firefox: JA4 %s, HTTP/2 %s", direct.TLS.JA4, direct.HTTP2.Akamai)
-	assert.Equal(t, direct.TLS.JA4, via.TLS.JA4, "JA4 through hopper")
-	assert.Equal(t, direct.TLS.JA4R, via.TLS.JA4R)
-	require.NotNil(t, direct.HTTP2)
-	require.NotNil(t, via.HTTP2)
-	assert.Equal(t, direct.HTTP2.Akamai, via.HTTP2.Akamai, "HTTP/2 fingerprint through hopper")
-	assert.Equal(t, direct.HTTP2.StreamID, via.HTTP2.StreamID)
-	assert.Equal(t, direct.HTTP2.HeadersPriority, via.HTTP2.HeadersPriority)
-	assert.Equal(t, direct.HeaderOrder, via.HeaderOrder, "header order through hopper")
-	assert.Equal(t, direct.Headers["User-Agent"], via.Headers["User-Agent"])
+	requireMirrored(t, "Firefox", w, direct, via)
+	assert.Equal(t, direct.HTTP2.StreamID, via.HTTP2.StreamID, "Firefox's first stream through hopper")
 }
 
 // The chrome profile permutes its extensions per handshake, as Chrome does,

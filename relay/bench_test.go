@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // Benchmarks print the relay beside a direct loopback connection from the
@@ -35,7 +37,7 @@ func BenchmarkPipeBulk(b *testing.B) {
 		}
 	}
 	b.Run("direct", func(b *testing.B) {
-		client, server := tcpPair(b)
+		client, server := testnet.TCPPair(b)
 		run(b, client, server)
 	})
 	b.Run("relay", func(b *testing.B) {
@@ -62,7 +64,7 @@ func BenchmarkPipeRoundTrip(b *testing.B) {
 			}
 		}
 	}
-	directClient, directServer := tcpPair(b)
+	directClient, directServer := testnet.TCPPair(b)
 	go echo(directServer)
 	r := startTCP(b, time.Minute)
 	go echo(r.server)

@@ -15,34 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testTimeout bounds every wait in these tests.
 const testTimeout = 20 * time.Second
-
-// tcpPair returns the two ends of a loopback TCP connection, closed at the
-// end of the test.
-func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	b := <-accepted
-	require.NotNil(t, b)
-	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
-	return a.(*net.TCPConn), b.(*net.TCPConn)
-}
 
 type pipeResult struct {
 	res Result
@@ -106,8 +89,8 @@ func startAsync(t testing.TB, client, in, out, server net.Conn, idle time.Durati
 // startTCP relays between two loopback TCP pairs.
 func startTCP(t testing.TB, idle time.Duration) *relayed {
 	t.Helper()
-	client, in := tcpPair(t)
-	out, server := tcpPair(t)
+	client, in := testnet.TCPPair(t)
+	out, server := testnet.TCPPair(t)
 	return startPipe(t, client, in, out, server, idle)
 }
 
@@ -199,6 +182,25 @@ func transferEOF(w, r net.Conn, size int64, seed byte, eof bool) *stream {
 	h.Sum(s.gotSum[:0])
 	wg.Wait()
 	return &s
+}
+
+// bulkBothWays sends size bytes each way through r at once, checks that
+// each arrived whole and in order, and that the relay reports them.
+func bulkBothWays(t *testing.T, r *relayed, size int64) {
+	t.Helper()
+	upc := make(chan *stream, 1)
+	go func() { upc <- transfer(r.client, r.server, size, 1) }()
+	down := transfer(r.server, r.client, size, 2)
+	up := <-upc
+	for name, s := range map[string]*stream{"up": up, "down": down} {
+		require.NoError(t, s.err, name)
+		assert.Equal(t, size, s.sent, name)
+		assert.Equal(t, size, s.got, name)
+		assert.Equal(t, s.sentSum, s.gotSum, name+" sha256")
+	}
+	res := r.wait(t)
+	require.NoError(t, res.err)
+	assert.Equal(t, Result{Up: size, Down: size}, res.res)
 }
 
 // writeToConn is a TCP conn with bytes read ahead, relayed through its own

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 func TestPipeHalfClose(t *testing.T) {
@@ -51,21 +53,7 @@ func TestPipeHalfClose(t *testing.T) {
 }
 
 func TestPipeBulkBothWays(t *testing.T) {
-	const size = 64 << 20
-	r := startTCP(t, time.Minute)
-	upc := make(chan *stream, 1)
-	go func() { upc <- transfer(r.client, r.server, size, 1) }()
-	down := transfer(r.server, r.client, size, 2)
-	up := <-upc
-	for name, s := range map[string]*stream{"up": up, "down": down} {
-		require.NoError(t, s.err, name)
-		assert.Equal(t, int64(size), s.sent, name)
-		assert.Equal(t, int64(size), s.got, name)
-		assert.Equal(t, s.sentSum, s.gotSum, name+" sha256")
-	}
-	res := r.wait(t)
-	require.NoError(t, res.err)
-	assert.Equal(t, Result{Up: size, Down: size}, res.res)
+	bulkBothWays(t, startTCP(t, time.Minute), 64<<20)
 }
 
 func TestPipeMixedSizes(t *testing.T) {
@@ -94,8 +82,8 @@ func TestPipeMixedSizes(t *testing.T) {
 
 func TestPipeEarlyBytes(t *testing.T) {
 	// Bytes already queued on both sockets before Pipe starts are relayed.
-	client, in := tcpPair(t)
-	out, server := tcpPair(t)
+	client, in := testnet.TCPPair(t)
+	out, server := testnet.TCPPair(t)
 	_, err := client.Write([]byte("early up"))
 	require.NoError(t, err)
 	_, err = server.Write([]byte("early down"))
@@ -137,8 +125,8 @@ func TestPipeIdleTimeoutEndsDeadTunnel(t *testing.T) {
 func TestPipeIdleTimeoutWithWriteTo(t *testing.T) {
 	// A direction whose bytes are seen only per window still lets a dead
 	// tunnel end.
-	client, in := tcpPair(t)
-	out, server := tcpPair(t)
+	client, in := testnet.TCPPair(t)
+	out, server := testnet.TCPPair(t)
 	r := startPipe(t, client, in, &writeToConn{TCPConn: out, pending: []byte("hi")}, server, 100*time.Millisecond)
 	_, err := io.ReadFull(client, make([]byte, 2))
 	require.NoError(t, err)
@@ -181,8 +169,8 @@ func TestPipeIdleTimeoutSparesOneWayStream(t *testing.T) {
 	})
 	t.Run("down through WriteTo", func(t *testing.T) {
 		// The server side's bytes are seen only per window here.
-		client, in := tcpPair(t)
-		out, server := tcpPair(t)
+		client, in := testnet.TCPPair(t)
+		out, server := testnet.TCPPair(t)
 		r := startPipe(t, client, in, &writeToConn{TCPConn: out}, server, idle)
 		sent := oneWayStream(t, r, server, client, idle)
 		assert.Equal(t, sent, r.wait(t).res.Down)
@@ -232,7 +220,7 @@ func TestPipeNonTCP(t *testing.T) {
 	// One side a net.Pipe: the buffered path one way, a raw TCP source
 	// into a non-TCP destination the other.
 	client, in := net.Pipe()
-	out, server := tcpPair(t)
+	out, server := testnet.TCPPair(t)
 	r := startPipe(t, client, in, out, server, time.Minute)
 	const size = 4 << 20
 	upc := make(chan *stream, 1)
@@ -259,8 +247,8 @@ func TestPipeNonTCP(t *testing.T) {
 func TestPipeTLS(t *testing.T) {
 	// TLS on the client side, as an intercepted tunnel has.
 	cert := selfSigned(t)
-	rawClient, rawIn := tcpPair(t)
-	out, server := tcpPair(t)
+	rawClient, rawIn := testnet.TCPPair(t)
+	out, server := testnet.TCPPair(t)
 	tlsIn := tls.Server(rawIn, &tls.Config{Certificates: []tls.Certificate{cert}})
 	tlsClient := tls.Client(rawClient, &tls.Config{InsecureSkipVerify: true})
 	r := startPipe(t, tlsClient, tlsIn, out, server, time.Minute)
@@ -281,8 +269,8 @@ func TestPipeTLS(t *testing.T) {
 
 func TestPipeWriteTo(t *testing.T) {
 	// Bytes a handshake read ahead come first, then the socket's.
-	client, in := tcpPair(t)
-	out, server := tcpPair(t)
+	client, in := testnet.TCPPair(t)
+	out, server := testnet.TCPPair(t)
 	r := startPipe(t, client, in, &writeToConn{TCPConn: out, pending: []byte("read ahead|")}, server, time.Minute)
 	_, err := server.Write([]byte("from the socket"))
 	require.NoError(t, err)
@@ -300,8 +288,8 @@ func TestStart(t *testing.T) {
 	// Start relays as Pipe does and reports through done, once, after both
 	// directions ended; goleak (TestMain) sees its goroutines gone.
 	start := func(t *testing.T, idle time.Duration) *relayed {
-		client, in := tcpPair(t)
-		out, server := tcpPair(t)
+		client, in := testnet.TCPPair(t)
+		out, server := testnet.TCPPair(t)
 		return startAsync(t, client, in, out, server, idle)
 	}
 	t.Run("half-close", func(t *testing.T) {
@@ -324,19 +312,7 @@ func TestStart(t *testing.T) {
 		assert.Equal(t, Result{Up: 7, Down: 25}, res.res)
 	})
 	t.Run("bulk both ways", func(t *testing.T) {
-		const size = 8 << 20
-		r := start(t, time.Minute)
-		upc := make(chan *stream, 1)
-		go func() { upc <- transfer(r.client, r.server, size, 1) }()
-		down := transfer(r.server, r.client, size, 2)
-		up := <-upc
-		for name, s := range map[string]*stream{"up": up, "down": down} {
-			require.NoError(t, s.err, name)
-			assert.Equal(t, s.sentSum, s.gotSum, name+" sha256")
-		}
-		res := r.wait(t)
-		require.NoError(t, res.err)
-		assert.Equal(t, Result{Up: size, Down: size}, res.res)
+		bulkBothWays(t, start(t, time.Minute), 8<<20)
 	})
 	t.Run("idle", func(t *testing.T) {
 		r := start(t, 100*time.Millisecond)

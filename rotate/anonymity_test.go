@@ -2,7 +2,6 @@ package rotate
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -12,21 +11,16 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/hopper-proxy/hopper/internal/testnet"
 	"github.com/hopper-proxy/hopper/judge"
 )
 
 // startTestJudge serves hopper's judge on 127.0.0.1 and returns its URL.
 func startTestJudge(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&judge.Server{Logger: zaptest.NewLogger(t)}).Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		assert.NoError(t, <-done)
-	})
+	ln := testnet.Listen(t, "")
+	s := &judge.Server{Logger: zaptest.NewLogger(t)}
+	testnet.Go(t, "judge", func(ctx context.Context) error { return s.Serve(ctx, ln) })
 	return "http://" + ln.Addr().String() + "/"
 }
 
@@ -114,10 +108,7 @@ func TestJudgeDownFallsBackToConnectProbe(t *testing.T) {
 	judgeURL := startTestJudge(t)
 	px := startHTTPProxy(t, "127.0.0.140", proxyOpts{})
 	p := newTestPool(t, Config{}, "http://"+px.addr)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	dead := "http://" + ln.Addr().String() + "/"
-	require.NoError(t, ln.Close())
+	dead := "http://" + testnet.RefusingAddr(t, "127.0.0.1") + "/"
 	pr := newTestProber(t, p, ProberConfig{Judge: dead, Timeout: 5 * time.Second})
 	r := pr.ProbeAll(context.Background())[0]
 	assert.NoError(t, r.Err, "with the judge down, upstreams are not blamed")

@@ -12,55 +12,25 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 	"github.com/hopper-proxy/hopper/relay"
 )
 
 // bulkOrigin streams bytes to every connection once the client sends one
 // byte, until the client goes away.
 func startBulkOrigin(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(b, err)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return testnet.Serve(b, testnet.Listen(b, ""), func(c net.Conn) {
+		var one [1]byte
+		if _, err := c.Read(one[:]); err != nil {
+			return
+		}
+		buf := make([]byte, 256<<10)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := c.Write(buf); err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				var one [1]byte
-				if _, err := c.Read(one[:]); err != nil {
-					return
-				}
-				buf := make([]byte, 256<<10)
-				for {
-					if _, err := c.Write(buf); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	b.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	}).Addr()
 }
 
 // startFront is a stand-in for hopper's front end: it accepts one client,

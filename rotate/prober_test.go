@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/hopper-proxy/hopper/dial"
-
 	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
@@ -110,9 +109,7 @@ func TestProberRunPacesProbesAcrossTheInterval(t *testing.T) {
 		}
 		return n
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pr.Run(ctx) }()
+	stop := testnet.Go(t, "prober", pr.Run)
 
 	// One slot of 1s per upstream: no probe before time moves, then one per
 	// slot, never a burst.
@@ -131,31 +128,19 @@ func TestProberRunPacesProbesAcrossTheInterval(t *testing.T) {
 	for _, px := range proxies {
 		assert.LessOrEqual(t, px.accepted.Load(), int64(2))
 	}
-	cancel()
-	select {
-	case err := <-done:
-		assert.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return")
-	}
+	stop()
 }
 
 func TestProberRunRealClockAndOff(t *testing.T) {
 	px := startHTTPProxy(t, "127.0.0.127", proxyOpts{})
 	p := newTestPool(t, Config{}, "http://"+px.addr)
 	pr := newTestProber(t, p, ProberConfig{Interval: 20 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pr.Run(ctx) }()
+	stop := testnet.Go(t, "prober", pr.Run)
 	waitFor(t, func() bool { return p.Upstreams()[0].Stats().Probes >= 3 }, "three probes")
-	cancel()
-	require.NoError(t, <-done)
+	stop()
 
 	off := newTestProber(t, p, ProberConfig{Interval: -1})
-	ctx, cancel = context.WithCancel(context.Background())
-	go func() { done <- off.Run(ctx) }()
-	cancel()
-	require.NoError(t, <-done)
+	testnet.Go(t, "prober that is off", off.Run)()
 }
 
 func TestProberConfigValidate(t *testing.T) {

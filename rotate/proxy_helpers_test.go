@@ -12,8 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/stretchr/testify/require"
-
+	"github.com/hopper-proxy/hopper/internal/testnet"
 	"github.com/hopper-proxy/hopper/relay"
 )
 
@@ -54,10 +53,7 @@ type testProxy struct {
 	atyps    []byte   // SOCKS address types received
 	hosts    []string // SOCKS target hosts received
 
-	ln    net.Listener
-	wg    sync.WaitGroup
-	cmu   sync.Mutex
-	conns map[net.Conn]struct{}
+	srv *testnet.Server // closes, at the end of the test, what it serves and dials
 }
 
 func startHTTPProxy(t testing.TB, ip string, opts proxyOpts) *testProxy {
@@ -69,80 +65,26 @@ func startSOCKSProxy(t testing.TB, ip string, opts proxyOpts) *testProxy {
 }
 
 func startProxy(t testing.TB, ip string, opts proxyOpts, serve func(*testProxy, net.Conn)) *testProxy {
-	ln, err := net.Listen("tcp", ip+":0")
-	require.NoError(t, err)
+	ln := testnet.Listen(t, ip)
 	if opts.tls != nil {
 		ln = tls.NewListener(ln, opts.tls)
 	}
-	p := &testProxy{addr: ln.Addr().String(), ip: ip, opts: opts, ln: ln, conns: make(map[net.Conn]struct{})}
+	p := &testProxy{addr: ln.Addr().String(), ip: ip, opts: opts, srv: testnet.NewServer(t, ln)}
 	p.egress.Store(&ip)
 	if opts.forwardHeaders != nil {
 		p.headers.Store(&opts.forwardHeaders)
 	}
-	p.wg.Add(1)
-	go p.acceptLoop(serve)
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *testProxy) acceptLoop(serve func(*testProxy, net.Conn)) {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
+	p.srv.Serve(func(c net.Conn) {
 		p.accepted.Add(1)
-		if p.down.Load() {
-			_ = c.Close()
-			continue
-		}
-		if !p.track(c) {
-			return
-		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer p.untrack(c)
-			if p.opts.silent {
-				_, _ = io.Copy(io.Discard, c)
-				return
-			}
+		switch {
+		case p.down.Load():
+		case p.opts.silent:
+			_, _ = io.Copy(io.Discard, c)
+		default:
 			serve(p, c)
-		}()
-	}
-}
-
-// track registers c for closing on shutdown; false once shut down.
-func (p *testProxy) track(c net.Conn) bool {
-	p.cmu.Lock()
-	defer p.cmu.Unlock()
-	if p.conns == nil {
-		_ = c.Close()
-		return false
-	}
-	p.conns[c] = struct{}{}
-	return true
-}
-
-func (p *testProxy) untrack(c net.Conn) {
-	p.cmu.Lock()
-	if p.conns != nil {
-		delete(p.conns, c)
-	}
-	p.cmu.Unlock()
-	_ = c.Close()
-}
-
-func (p *testProxy) close() {
-	_ = p.ln.Close()
-	p.cmu.Lock()
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
-	p.cmu.Unlock()
-	p.wg.Wait()
+		}
+	})
+	return p
 }
 
 func (p *testProxy) seenUsers() []string {
@@ -171,7 +113,7 @@ func (p *testProxy) dialTarget(target string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !p.track(c) {
+	if !p.srv.Track(c) {
 		return nil, net.ErrClosed
 	}
 	return c, nil
@@ -183,7 +125,7 @@ func (p *testProxy) serveHTTP(c net.Conn) {
 	var upBr *bufio.Reader
 	defer func() {
 		if upstream != nil {
-			p.untrack(upstream)
+			p.srv.Untrack(upstream)
 		}
 	}()
 	for {
@@ -217,16 +159,7 @@ func (p *testProxy) serveHTTP(c net.Conn) {
 			client, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 			(*edit)(req.Header, client)
 		}
-		if err := req.Write(upstream); err != nil {
-			return
-		}
-		resp, err := http.ReadResponse(upBr, req)
-		if err != nil {
-			return
-		}
-		err = resp.Write(c)
-		_ = resp.Body.Close()
-		if err != nil {
+		if testnet.ForwardHTTP(c, upstream, upBr, req) != nil {
 			return
 		}
 	}
@@ -242,7 +175,7 @@ func (p *testProxy) tunnel(c net.Conn, br *bufio.Reader, target string) {
 		_, _ = io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
 		return
 	}
-	defer p.untrack(up)
+	defer p.srv.Untrack(up)
 	p.connects.Add(1)
 	head := append([]byte("HTTP/1.1 200 Connection established\r\n\r\n"), p.opts.greeting...)
 	if _, err := c.Write(head); err != nil {

@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // redisServer is a redis-server process on a free loopback port, without
@@ -172,6 +174,22 @@ func newTestRedisStore(t testing.TB, srv *redisServer, prefix string, log *zap.L
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	return st
+}
+
+// resyncSignals subscribes to st's channel "ch" until the end of the test
+// and passes on each resynchronisation signal (a nil message) it gets; buf
+// is how many may wait unread.
+func resyncSignals(t testing.TB, st *RedisStore, buf int) <-chan struct{} {
+	syncs := make(chan struct{}, buf)
+	testnet.Go(t, "subscriber", func(ctx context.Context) error {
+		_ = st.Subscribe(ctx, "ch", func(msg []byte) {
+			if msg == nil {
+				syncs <- struct{}{}
+			}
+		})
+		return nil // the tests look at the store's health, not at this error
+	})
+	return syncs
 }
 
 // requireAllKeysExpire fails if any key on the server has no TTL.

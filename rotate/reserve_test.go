@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // TestReservationInMemory: with the default store, reservations hold within
@@ -98,7 +99,7 @@ func TestReservationChainsRelease(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 0, i)
 	set.add(l)
-	a, b := tcpPair(t)
+	a, b := testnet.TCPPair(t)
 	defer b.Close()
 	var kept bool
 	out := &dial.Outbound{Conn: a, Release: func(o *dial.Outbound, reusable bool) { kept = reusable }}

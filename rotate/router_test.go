@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // writeList writes entries as a list file and returns its path.
@@ -59,14 +60,7 @@ func TestRouterSendsHostsToPools(t *testing.T) {
 		Prober: ProberConfig{Interval: -1},
 	})
 	for range 4 {
-		dialed := func(target string) string {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			out, err := r.Dial(ctx, &dial.Request{Target: target})
-			require.NoError(t, err, target)
-			defer out.Done(false)
-			return readFrom(t, out.Conn)
-		}
+		dialed := func(target string) string { return via(t, r, &dial.Request{Target: target}) }
 		assert.Equal(t, "127.0.0.151", dialed("localhost:"+port))
 		assert.Contains(t, []string{"127.0.0.152", "127.0.0.153"}, dialed("127.0.0.1:"+port))
 	}
@@ -196,19 +190,11 @@ func TestRouterRunAndReload(t *testing.T) {
 	require.NoError(t, err)
 	defer r.Close()
 	assert.Zero(t, r.Pool("p").Len(), "nothing loaded before Run or Reload")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	stop := testnet.Go(t, "router", r.Run)
 	waitFor(t, func() bool { return r.Pool("p").Len() == 1 }, "initial load")
 	require.NoError(t, os.WriteFile(list, []byte("a.example:1\nb.example:2\n"), 0o600))
 	waitFor(t, func() bool { return r.Pool("p").Len() == 2 }, "periodic reload")
-	cancel()
-	select {
-	case err := <-done:
-		assert.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return")
-	}
+	stop()
 	require.NoError(t, os.WriteFile(list, []byte("c.example:3\n"), 0o600))
 	require.NoError(t, r.Reload(context.Background()))
 	assert.Equal(t, "http://c.example:3", r.Pool("p").Upstreams()[0].Label())
@@ -227,17 +213,10 @@ func TestMinIntervalWithTwoTargets(t *testing.T) {
 	})
 	a := "localhost:" + port
 	b := "127.0.0.1:" + port
-	via := func(target string) string {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		out, err := r.Dial(ctx, &dial.Request{Target: target})
-		require.NoError(t, err, target)
-		defer out.Done(false)
-		return readFrom(t, out.Conn)
-	}
+	exit := func(target string) string { return via(t, r, &dial.Request{Target: target}) }
 	// Each host may use each upstream once per second; hosts are
 	// independent of each other.
-	first := []string{via(a), via(a), via(b), via(b)}
+	first := []string{exit(a), exit(a), exit(b), exit(b)}
 	assert.ElementsMatch(t, []string{"127.0.0.155", "127.0.0.156"}, first[:2])
 	assert.ElementsMatch(t, []string{"127.0.0.155", "127.0.0.156"}, first[2:])
 	assert.Zero(t, clock.sleeping(), "nobody waited so far")
@@ -245,7 +224,7 @@ func TestMinIntervalWithTwoTargets(t *testing.T) {
 	// A third request for host a waits for the first slot to free, on a
 	// timer (the fake clock), not by polling.
 	got := make(chan string, 1)
-	go func() { got <- via(a) }()
+	go func() { got <- exit(a) }()
 	clock.waitSleepers(t, 1)
 	select {
 	case src := <-got:

@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 
+	"github.com/hopper-proxy/hopper/internal/testnet"
 	"github.com/hopper-proxy/hopper/relay"
 )
 
@@ -14,23 +16,19 @@ import (
 // the user name and address type it received.
 func (p *testProxy) serveSOCKS(c net.Conn) {
 	br := bufio.NewReader(c)
-	var head [2]byte
-	if _, err := io.ReadFull(br, head[:]); err != nil || head[0] != 5 {
-		return
-	}
-	methods := make([]byte, head[1])
-	if _, err := io.ReadFull(br, methods); err != nil {
+	methods, err := testnet.ReadSOCKS5Methods(br)
+	if err != nil {
 		return
 	}
 	user := ""
 	if p.opts.auth != nil {
-		if !contains(methods, 2) {
+		if !slices.Contains(methods, 2) {
 			_, _ = c.Write([]byte{5, 0xff})
 			return
 		}
 		_, _ = c.Write([]byte{5, 2})
-		u, pass, ok := readSOCKSAuth(br)
-		if !ok {
+		u, pass, err := testnet.ReadSOCKS5UserPass(br)
+		if err != nil {
 			return
 		}
 		user = u
@@ -43,89 +41,27 @@ func (p *testProxy) serveSOCKS(c net.Conn) {
 	} else {
 		_, _ = c.Write([]byte{5, 0})
 	}
-	var req [4]byte
-	if _, err := io.ReadFull(br, req[:]); err != nil || req[1] != 1 {
-		return
-	}
-	var host string
-	switch req[3] {
-	case 1, 4:
-		ip := make([]byte, 4)
-		if req[3] == 4 {
-			ip = make([]byte, 16)
-		}
-		if _, err := io.ReadFull(br, ip); err != nil {
-			return
-		}
-		host = net.IP(ip).String()
-	case 3:
-		n, err := br.ReadByte()
-		if err != nil {
-			return
-		}
-		name := make([]byte, n)
-		if _, err := io.ReadFull(br, name); err != nil {
-			return
-		}
-		host = string(name)
-	default:
-		return
-	}
-	var port [2]byte
-	if _, err := io.ReadFull(br, port[:]); err != nil {
-		return
-	}
-	p.record(user, req[3], host)
-	if p.opts.socksReply != 0 {
-		_, _ = c.Write([]byte{5, p.opts.socksReply, 0, 1, 0, 0, 0, 0, 0, 0})
-		return
-	}
-	up, err := p.dialTarget(net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(port[:])))))
+	atyp, host, port, err := testnet.ReadSOCKS5Connect(br)
 	if err != nil {
-		_, _ = c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
 		return
 	}
-	defer p.untrack(up)
+	p.record(user, atyp, host)
+	if p.opts.socksReply != 0 {
+		_, _ = c.Write(testnet.SOCKS5Reply(p.opts.socksReply, nil))
+		return
+	}
+	up, err := p.dialTarget(net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		_, _ = c.Write(testnet.SOCKS5Reply(5, nil))
+		return
+	}
+	defer p.srv.Untrack(up)
 	p.connects.Add(1)
-	bound := up.LocalAddr().(*net.TCPAddr)
-	rep := []byte{5, 0, 0, 1}
-	rep = append(rep, bound.IP.To4()...)
-	rep = binary.BigEndian.AppendUint16(rep, uint16(bound.Port))
-	rep = append(rep, p.opts.greeting...)
+	rep := append(testnet.SOCKS5Reply(0, up.LocalAddr().(*net.TCPAddr)), p.opts.greeting...)
 	if _, err := c.Write(rep); err != nil {
 		return
 	}
 	_, _ = relay.Pipe(c, up, 0)
-}
-
-func readSOCKSAuth(br *bufio.Reader) (user, pass string, ok bool) {
-	ver, err := br.ReadByte()
-	if err != nil || ver != 1 {
-		return "", "", false
-	}
-	read := func() (string, bool) {
-		n, err := br.ReadByte()
-		if err != nil {
-			return "", false
-		}
-		b := make([]byte, n)
-		_, err = io.ReadFull(br, b)
-		return string(b), err == nil
-	}
-	if user, ok = read(); !ok {
-		return "", "", false
-	}
-	pass, ok = read()
-	return user, pass, ok
-}
-
-func contains(b []byte, v byte) bool {
-	for _, x := range b {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // serveSOCKS4 is a minimal SOCKS4/4a CONNECT server recording the user ID
@@ -160,7 +96,7 @@ func (p *testProxy) serveSOCKS4(c net.Conn) {
 		_, _ = c.Write([]byte{0, 91, 0, 0, 0, 0, 0, 0})
 		return
 	}
-	defer p.untrack(up)
+	defer p.srv.Untrack(up)
 	p.connects.Add(1)
 	rep := append([]byte{0, 90, 0, 0, 0, 0, 0, 0}, p.opts.greeting...)
 	if _, err := c.Write(rep); err != nil {

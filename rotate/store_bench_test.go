@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // benchStores runs fn against the memory store and a Redis store on a
@@ -100,20 +101,7 @@ func BenchmarkStateTunnels(b *testing.B) {
 // startClosingOrigin accepts connections and closes them at once; it
 // returns its port on 127.0.0.1.
 func startClosingOrigin(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(b, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
-	b.Cleanup(func() { _ = ln.Close(); <-done })
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	srv := testnet.Serve(b, testnet.Listen(b, ""), func(net.Conn) {}) // closed when the handler returns
+	_, port, _ := net.SplitHostPort(srv.Addr())
 	return port
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // storePair returns two handles on one store, as two instances would hold
@@ -34,6 +36,24 @@ func TestStoreContract(t *testing.T) {
 			return newTestRedisStore(t, srv, prefix, nil), newTestRedisStore(t, srv, prefix, nil)
 		})
 	})
+}
+
+// onBoth runs f for workers 0 to n-1 at once, the even ones on a and the
+// odd ones on b, and waits for them.
+func onBoth(a, b Store, n int, f func(w int, s Store)) {
+	var wg sync.WaitGroup
+	for w := range n {
+		s := a
+		if w%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(w, s)
+		}()
+	}
+	wg.Wait()
 }
 
 func storeContract(t *testing.T, pair storePair) {
@@ -114,26 +134,16 @@ func storeContract(t *testing.T, pair storePair) {
 		// value: that is what makes cursor blocks disjoint.
 		var mu sync.Mutex
 		seen := map[int64]bool{}
-		var wg sync.WaitGroup
-		for w := range 20 {
-			s := a
-			if w%2 == 1 {
-				s = b
+		onBoth(a, b, 20, func(_ int, s Store) {
+			for range 10 {
+				v, err := s.Incr(ctx, "c2", 1, time.Hour)
+				assert.NoError(t, err)
+				mu.Lock()
+				assert.False(t, seen[v], "value %d handed out twice", v)
+				seen[v] = true
+				mu.Unlock()
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for range 10 {
-					v, err := s.Incr(ctx, "c2", 1, time.Hour)
-					assert.NoError(t, err)
-					mu.Lock()
-					assert.False(t, seen[v], "value %d handed out twice", v)
-					seen[v] = true
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
+		})
 		assert.Len(t, seen, 200)
 
 		_, err = a.Incr(ctx, "gone", 1, 100*time.Millisecond)
@@ -207,23 +217,13 @@ func storeContract(t *testing.T, pair storePair) {
 
 		// One winner among many contenders on two instances.
 		var wins sync.Map
-		var wg sync.WaitGroup
-		for w := range 20 {
-			s := a
-			if w%2 == 1 {
-				s = b
+		onBoth(a, b, 20, func(w int, s Store) {
+			i, _, err := s.Acquire(ctx, []string{"race"}, fmt.Sprint("w", w), time.Hour)
+			assert.NoError(t, err)
+			if i == 0 {
+				wins.Store(w, true)
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				i, _, err := s.Acquire(ctx, []string{"race"}, fmt.Sprint("w", w), time.Hour)
-				assert.NoError(t, err)
-				if i == 0 {
-					wins.Store(w, true)
-				}
-			}()
-		}
-		wg.Wait()
+		})
 		n := 0
 		wins.Range(func(any, any) bool { n++; return true })
 		assert.Equal(t, 1, n, "exactly one contender holds the key")
@@ -231,12 +231,10 @@ func storeContract(t *testing.T, pair storePair) {
 
 	t.Run("PubSub", func(t *testing.T) {
 		a, b := pair(t)
-		ctx, cancel := context.WithCancel(ctx)
 		got := make(chan []byte, 16)
-		done := make(chan error, 1)
-		go func() {
-			done <- a.Subscribe(ctx, "events", func(msg []byte) { got <- msg })
-		}()
+		stop := testnet.Go(t, "Subscribe", func(ctx context.Context) error {
+			return a.Subscribe(ctx, "events", func(msg []byte) { got <- msg })
+		})
 		next := func() []byte {
 			select {
 			case m := <-got:
@@ -254,13 +252,7 @@ func storeContract(t *testing.T, pair storePair) {
 		assert.Equal(t, []byte("one"), next())
 		assert.Equal(t, []byte("two"), next(), "in order")
 		assert.Equal(t, []byte("three"), next())
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("Subscribe did not return after its context ended")
-		}
+		stop()
 		assert.Empty(t, got, "nothing else was delivered")
 	})
 

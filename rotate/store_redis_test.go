@@ -71,19 +71,8 @@ func TestRedisStoreDownAndBack(t *testing.T) {
 	srv := startRedis(t)
 	core, logs := observer.New(zapcore.InfoLevel)
 	st := newTestRedisStore(t, srv, "h", zap.New(core))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	syncs := make(chan struct{}, 64)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = st.Subscribe(ctx, "ch", func(msg []byte) {
-			if msg == nil {
-				syncs <- struct{}{}
-			}
-		})
-	}()
-	defer func() { cancel(); <-done }()
+	ctx := context.Background()
+	syncs := resyncSignals(t, st, 64)
 	waitSync := func(what string) {
 		select {
 		case <-syncs:
@@ -134,18 +123,8 @@ func TestRedisStoreDownAtStart(t *testing.T) {
 	srv := &redisServer{t: t, dir: t.TempDir(), port: freePort(t)}
 	t.Cleanup(srv.stop)
 	st := newTestRedisStore(t, srv, "late", nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	syncs := make(chan struct{}, 8)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = st.Subscribe(ctx, "ch", func(msg []byte) {
-			if msg == nil {
-				syncs <- struct{}{}
-			}
-		})
-	}()
-	defer func() { cancel(); <-done }()
+	ctx := context.Background()
+	syncs := resyncSignals(t, st, 8)
 	_, err := st.Incr(ctx, "n", 1, time.Hour)
 	require.ErrorIs(t, err, ErrStoreUnavailable)
 	assert.True(t, st.Health().Degraded)

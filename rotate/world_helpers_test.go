@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,12 +29,7 @@ import (
 // echoOrigin greets every connection with "from=IP\n" (the source address
 // it saw) and then echoes what it reads.
 type echoOrigin struct {
-	addr  string
-	quiet bool // no greeting: the client speaks first
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	cs    map[net.Conn]struct{}
+	addr string
 }
 
 func startEchoOrigin(t testing.TB) *echoOrigin { return startOrigin(t, false) }
@@ -44,61 +38,16 @@ func startEchoOrigin(t testing.TB) *echoOrigin { return startOrigin(t, false) }
 func startQuietOrigin(t testing.TB) *echoOrigin { return startOrigin(t, true) }
 
 func startOrigin(t testing.TB, quiet bool) *echoOrigin {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	o := &echoOrigin{addr: ln.Addr().String(), quiet: quiet, ln: ln, cs: make(map[net.Conn]struct{})}
-	o.wg.Add(1)
-	go o.serve()
-	t.Cleanup(o.close)
-	return o
-}
-
-func (o *echoOrigin) serve() {
-	defer o.wg.Done()
-	for {
-		c, err := o.ln.Accept()
-		if err != nil {
-			return
-		}
-		o.mu.Lock()
-		if o.cs == nil {
-			o.mu.Unlock()
-			_ = c.Close()
-			return
-		}
-		o.cs[c] = struct{}{}
-		o.mu.Unlock()
-		o.wg.Add(1)
-		go func() {
-			defer o.wg.Done()
-			defer func() {
-				o.mu.Lock()
-				delete(o.cs, c)
-				o.mu.Unlock()
-				_ = c.Close()
-			}()
+	srv := testnet.Serve(t, testnet.Listen(t, ""), func(c net.Conn) {
+		if !quiet {
 			ip := c.RemoteAddr().(*net.TCPAddr).IP.String()
-			if o.quiet {
-				_, _ = io.Copy(c, c)
-				return
-			}
 			if _, err := io.WriteString(c, "from="+ip+"\n"); err != nil {
 				return
 			}
-			_, _ = io.Copy(c, c)
-		}()
-	}
-}
-
-func (o *echoOrigin) close() {
-	_ = o.ln.Close()
-	o.mu.Lock()
-	for c := range o.cs {
-		_ = c.Close()
-	}
-	o.cs = nil
-	o.mu.Unlock()
-	o.wg.Wait()
+		}
+		_, _ = io.Copy(c, c)
+	})
+	return &echoOrigin{addr: srv.Addr()}
 }
 
 // startHTTPOrigin answers every request with the source address it saw.

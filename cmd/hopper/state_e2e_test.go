@@ -135,13 +135,7 @@ probe-interval: 0s
 	// A tunnel on A to the reserved host holds the only exit of its pool:
 	// B answers 503 for that host, and serves another host meanwhile.
 	shop := "localhost:" + port
-	tunnel, err := net.Dial("tcp", a.Addr)
-	require.NoError(t, err)
-	_, err = fmt.Fprintf(tunnel, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", shop, shop)
-	require.NoError(t, err)
-	resp, err := http.ReadResponse(bufio.NewReader(tunnel), nil)
-	require.NoError(t, err)
-	require.Equal(t, 200, resp.StatusCode)
+	tunnel := holdTunnel(t, a, shop)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(mustURL("http://" + b.Addr)), DisableKeepAlives: true}}
 	r, err := client.Get("http://" + shop + "/")
 	require.NoError(t, err)
@@ -158,43 +152,74 @@ probe-interval: 0s
 
 	// Redis goes away mid-traffic and comes back empty: no client sees an
 	// error.
+	failures := trafficThroughRedisOutage(t, rs, 6, func(w int) (*http.Client, string) {
+		h := a
+		if w%2 == 1 {
+			h = b
+		}
+		proxy := "http://" + h.Addr
+		if w%3 == 0 {
+			proxy = fmt.Sprintf("http://w-session-%d:x@%s", w, h.Addr)
+		}
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(proxy))}}, "http://" + origin + "/"
+	}, [3]int{50, 200, 200}, 20*time.Second)
+	assert.Empty(t, failures)
+	for _, h := range []*proc{a, b} {
+		assert.Len(t, h.records("shared state unreachable; serving from local state until it returns"), 1, "logged once")
+		require.Eventually(t, func() bool { return len(h.records("shared state reachable again; resynchronising")) > 0 },
+			10*time.Second, 50*time.Millisecond, "recovery logged")
+	}
+	assert.False(t, strings.Contains(a.log(), "redis: connection pool"), "go-redis's own messages go through our logger")
+}
+
+// holdTunnel opens a CONNECT tunnel to target through h and requires its
+// 200; the tunnel is closed at the end of the test at the latest.
+func holdTunnel(t *testing.T, h *proc, target string) net.Conn {
+	t.Helper()
+	tunnel, err := net.Dial("tcp", h.Addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tunnel.Close() })
+	_, err = fmt.Fprintf(tunnel, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(tunnel), nil)
+	require.NoError(t, err)
+	require.Equal(t, 200, resp.StatusCode)
+	return tunnel
+}
+
+// trafficThroughRedisOutage keeps workers sending requests while Redis
+// goes away and comes back empty: it waits for phases[0] requests served
+// (200), kills rs, waits for phases[1] more, starts rs again and waits for
+// phases[2] more, each within wait; then it stops the workers. client(w)
+// gives worker w its client and the URL it gets. It returns what went
+// wrong: errors, and answers other than 200 with their Hopper-Error.
+func trafficThroughRedisOutage(t *testing.T, rs *redisProc, workers int, client func(w int) (*http.Client, string), phases [3]int, wait time.Duration) []string {
+	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var failures []string
-	stop := make(chan struct{})
 	served := 0
-	for w := range 6 {
+	stop := make(chan struct{})
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h := a
-			if w%2 == 1 {
-				h = b
-			}
-			user := ""
-			if w%3 == 0 {
-				user = fmt.Sprintf("w-session-%d", w)
-			}
-			proxy := "http://" + h.Addr
-			if user != "" {
-				proxy = "http://" + user + ":x@" + h.Addr
-			}
-			client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(mustURL(proxy))}}
-			defer client.CloseIdleConnections()
+			c, url := client(w)
+			defer c.CloseIdleConnections()
 			for {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				resp, err := client.Get("http://" + origin + "/")
+				resp, err := c.Get(url)
 				mu.Lock()
-				if err != nil {
+				switch {
+				case err != nil:
 					failures = append(failures, err.Error())
-				} else {
-					if resp.StatusCode != 200 {
-						failures = append(failures, resp.Status+" "+resp.Header.Get("Hopper-Error"))
-					}
+				case resp.StatusCode != 200:
+					failures = append(failures, resp.Status+" "+resp.Header.Get("Hopper-Error"))
+				default:
 					served++
 				}
 				mu.Unlock()
@@ -204,26 +229,22 @@ probe-interval: 0s
 			}
 		}()
 	}
+	var once sync.Once
+	stopWorkers := func() { once.Do(func() { close(stop); wg.Wait() }) }
+	defer stopWorkers() // when a wait below fails the test too
 	waitServed := func(n int) {
 		mu.Lock()
-		target := served + n
+		want := served + n
 		mu.Unlock()
-		require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return served >= target }, 20*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return served >= want }, wait, 10*time.Millisecond)
 	}
-	waitServed(50)
+	waitServed(phases[0])
 	rs.kill()
-	waitServed(200)
+	waitServed(phases[1])
 	rs.start(t)
-	waitServed(200)
-	close(stop)
-	wg.Wait()
-	assert.Empty(t, failures)
-	for _, h := range []*proc{a, b} {
-		assert.Len(t, h.records("shared state unreachable; serving from local state until it returns"), 1, "logged once")
-		require.Eventually(t, func() bool { return len(h.records("shared state reachable again; resynchronising")) > 0 },
-			10*time.Second, 50*time.Millisecond, "recovery logged")
-	}
-	assert.False(t, strings.Contains(a.log(), "redis: connection pool"), "go-redis's own messages go through our logger")
+	waitServed(phases[2])
+	stopWorkers()
+	return failures
 }
 
 func TestStateFlags(t *testing.T) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -144,56 +142,12 @@ rotate-after-requests: 3
 
 	// Redis goes away mid-traffic and comes back empty: every request
 	// still succeeds, on the identities each instance holds.
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var failures []string
-	served := 0
-	stop := make(chan struct{})
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h := a
-			if w%2 == 1 {
-				h = b
-			}
-			c := client(h)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := c.Get(target)
-				mu.Lock()
-				switch {
-				case err != nil:
-					failures = append(failures, err.Error())
-				case resp.StatusCode != 200:
-					failures = append(failures, resp.Status+" "+resp.Header.Get("Hopper-Error"))
-				default:
-					served++
-				}
-				mu.Unlock()
-				if resp != nil {
-					readAll(resp)
-				}
-			}
-		}()
-	}
-	waitServed := func(n int) {
-		mu.Lock()
-		want := served + n
-		mu.Unlock()
-		require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return served >= want }, 60*time.Second, 10*time.Millisecond)
-	}
-	waitServed(20)
-	rs.kill()
-	waitServed(60)
-	rs.start(t)
-	waitServed(40)
-	close(stop)
-	wg.Wait()
+	failures := trafficThroughRedisOutage(t, rs, 4, func(w int) (*http.Client, string) {
+		if w%2 == 1 {
+			return client(b), target
+		}
+		return client(a), target
+	}, [3]int{20, 60, 40}, 60*time.Second)
 	assert.Empty(t, failures)
 	for _, h := range []*proc{a, b} {
 		assert.Len(t, h.records("shared state unreachable; serving from local state until it returns"), 1, "logged once")
@@ -244,14 +198,7 @@ probe-interval: 0s
 
 	// A holds the only exit for the reserved host with a tunnel.
 	shop := "localhost:" + port
-	tunnel, err := net.Dial("tcp", a.Addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = tunnel.Close() })
-	_, err = fmt.Fprintf(tunnel, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", shop, shop)
-	require.NoError(t, err)
-	resp, err := http.ReadResponse(bufio.NewReader(tunnel), nil)
-	require.NoError(t, err)
-	require.Equal(t, 200, resp.StatusCode)
+	holdTunnel(t, a, shop)
 	code, kind := get(short, shop)
 	assert.Equal(t, 503, code)
 	assert.Equal(t, "no-upstream", kind)

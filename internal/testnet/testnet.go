@@ -1,5 +1,19 @@
-// Package testnet holds loopback fixtures shared by hopper's tests. It is
-// imported only from _test.go files.
+// Package testnet holds the loopback fixtures that hopper's tests share, so
+// that each package's tests keep only the behaviour they inject:
+//
+//   - addresses: RefusingAddr, a port that refuses for the whole test;
+//   - servers: Listen, Server (an accept loop that tracks and closes its
+//     connections), Go (a background Serve/Run stopped and checked at the
+//     end of the test), TCPPair;
+//   - protocol pieces of test proxies and origins: the server side of a
+//     SOCKS5 handshake (RFC 1928/1929), one HTTP forwarding exchange, and a
+//     raw HTTP/2 client that shows a chosen fingerprint.
+//
+// It owns no proxy or origin of its own: what a fixture does with a
+// connection stays in the test that needs it. It is imported only from
+// _test.go files, and imports nothing of hopper's but the leaf package
+// fingerprint, so that the tests of every package but fingerprint may use
+// it (deps_test.go keeps both so).
 package testnet
 
 import (
