@@ -60,6 +60,15 @@ type Request struct {
 	// (from 0), so a dialer can rotate per connection or every N requests.
 	ConnID uint64
 	Seq    int
+	// Avoid, if set, is the label (Outbound.Upstream) of an upstream that
+	// failed this very request after its dial had succeeded, such as one
+	// that took a forward request and never answered it, when the request
+	// is sent again. A dialer with a choice counts it as already tried: it
+	// leaves through another eligible upstream (one the request could have
+	// been given anyway) and comes back to this one only when there is no
+	// other, and a sticky session bound to it moves as after a failed dial.
+	// A dialer with one way out ignores it.
+	Avoid string
 	// Guard, if set, vets every address the request is about to connect to
 	// directly, after name resolution (so a name cannot smuggle a private
 	// address past an ACL). It returns an error wrapping ErrDenied to refuse.

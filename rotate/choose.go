@@ -14,7 +14,7 @@ import (
 // it, for the caller to attach or release.
 func (p *Pool) choose(ctx context.Context, req *dial.Request, i int, tried []*Upstream, o dialOpts, host string, st *sticky) (*Upstream, *lease, error) {
 	if o.minInterval <= 0 && !o.reserve {
-		if i == 0 && st.current != nil {
+		if i == 0 && st.usable(tried) {
 			return st.current, nil, nil
 		}
 		u, err := p.pick(ctx, req, i, tried, o.policy)
@@ -24,7 +24,7 @@ func (p *Pool) choose(ctx context.Context, req *dial.Request, i int, tried []*Up
 		return u, nil, nil
 	}
 	var cands []*Upstream
-	if i == 0 && st.current != nil {
+	if i == 0 && st.usable(tried) {
 		cands = []*Upstream{st.current} // the session's exit, or none
 	} else {
 		cands = p.candidates(ctx, req, i, tried, o.policy)
@@ -74,7 +74,9 @@ func (p *Pool) bookInterval(ctx context.Context, cands []*Upstream, host string,
 // pick chooses the upstream for attempt i (0-based) from the healthy
 // snapshot. The first attempt follows the rotation mode and the policy;
 // retries take another upstream not yet tried for this request, or any once
-// all have been.
+// all have been. tried is empty for a first attempt unless the request
+// avoids an upstream (dial.Request.Avoid): a first choice among tried is
+// then replaced the way a retry's would be.
 //
 // Per-connection and every-N affinity map the client connection onto the
 // snapshot (ConnID, plus Seq/N), so consecutive connections spread like round
@@ -87,17 +89,10 @@ func (p *Pool) bookInterval(ctx context.Context, cands []*Upstream, host string,
 // through the pool as one.
 func (p *Pool) pick(ctx context.Context, req *dial.Request, i int, tried []*Upstream, policy Policy) (*Upstream, error) {
 	if i == 0 {
-		switch r := p.cfg.Rotate; {
-		case req.ConnID == 0:
-		case r.Mode == RotatePerConnection:
-			return p.sel.At(req.ConnID)
-		case r.Mode == RotateEveryN:
-			return p.sel.At(req.ConnID + uint64(max(req.Seq, 0)/r.Every))
+		u, err := p.pickFirst(ctx, req, policy)
+		if err != nil || !slices.Contains(tried, u) {
+			return u, err
 		}
-		if p.shared && (policy == PolicyRoundRobin || policy == PolicyDefault) && p.sel.Len() > 0 {
-			return p.sel.At(p.nextPosition(ctx))
-		}
-		return p.sel.Pick(policy)
 	}
 	for range p.sel.Len() {
 		u, err := p.sel.Pick(policy)
@@ -112,6 +107,21 @@ func (p *Pool) pick(ctx context.Context, req *dial.Request, i int, tried []*Upst
 		if !slices.Contains(tried, u) {
 			return u, nil
 		}
+	}
+	return p.sel.Pick(policy)
+}
+
+// pickFirst is pick's choice for a first attempt.
+func (p *Pool) pickFirst(ctx context.Context, req *dial.Request, policy Policy) (*Upstream, error) {
+	switch r := p.cfg.Rotate; {
+	case req.ConnID == 0:
+	case r.Mode == RotatePerConnection:
+		return p.sel.At(req.ConnID)
+	case r.Mode == RotateEveryN:
+		return p.sel.At(req.ConnID + uint64(max(req.Seq, 0)/r.Every))
+	}
+	if p.shared && (policy == PolicyRoundRobin || policy == PolicyDefault) && p.sel.Len() > 0 {
+		return p.sel.At(p.nextPosition(ctx))
 	}
 	return p.sel.Pick(policy)
 }

@@ -167,6 +167,15 @@ func (p *Pool) defaultOpts() dialOpts {
 // Config.SessionTTL; if that upstream fails, the session moves to the one
 // that succeeds instead.
 //
+// A request sent again after an upstream failed it past the dial
+// (dial.Request.Avoid, e.g. a forward request it never answered) is dialled
+// as a retry after that upstream's attempt: through another healthy
+// upstream of the pool its rule picks, with the rule's policy and queues,
+// even when per-connection rotation or a sticky session would have pinned
+// it to the avoided one; through the avoided one only when no other is in
+// service. A sticky session bound to it moves as above, and a templated
+// upstream used again for it gets a new provider session (a new exit).
+//
 // On success Outbound.Attempts lists every try, the successful one last. On
 // failure the error is a *dial.Error naming the last upstream and wrapping
 // the last attempt's error, through an *AttemptsError listing all of them
@@ -201,7 +210,11 @@ func (p *Pool) dial(ctx context.Context, req *dial.Request, o dialOpts) (*dial.O
 	defer cancel()
 
 	var triedBuf [4]*Upstream
-	tried := triedBuf[:0]
+	// A request sent again after its upstream failed it past the dial
+	// (req.Avoid) starts with that upstream counted as tried, so that the
+	// retry mechanism below steers away from it.
+	tried := p.appendAvoided(triedBuf[:0], req.Avoid)
+	avoid := tried[:len(tried):len(tried)]
 	attempts := make([]dial.Attempt, 0, o.attempts)
 	var last *Upstream
 	for i := range o.attempts {
@@ -216,7 +229,7 @@ func (p *Pool) dial(ctx context.Context, req *dial.Request, o dialOpts) (*dial.O
 			break
 		}
 		tried = append(tried, u)
-		seed := st.seed(u, i)
+		seed := st.seed(i > 0 || st.moves(avoid, u))
 		actx, acancel := attemptContext(ctx, o.attempts-i)
 		start := time.Now()
 		out, err := u.dial(actx, req, &p.env, seed)
@@ -253,6 +266,21 @@ func (p *Pool) dial(ctx context.Context, req *dial.Request, o dialOpts) (*dial.O
 		cause = fmt.Errorf("%w: %w", context.Cause(caller), cause)
 	}
 	return nil, &dial.Error{Upstream: last.label, Target: req.Target, Attempt: len(attempts), Err: cause, Attempts: attempts}
+}
+
+// appendAvoided appends to tried every upstream of the pool labelled label
+// (labels are redacted, so entries that differ only in credentials share
+// one); none when label is "".
+func (p *Pool) appendAvoided(tried []*Upstream, label string) []*Upstream {
+	if label == "" {
+		return tried
+	}
+	for _, u := range p.Upstreams() {
+		if u.label == label {
+			tried = append(tried, u)
+		}
+	}
+	return tried
 }
 
 // ReportFailure charges the upstream labelled label (Upstream.Label) with a

@@ -2,6 +2,7 @@ package rotate
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -67,17 +68,36 @@ func (p *Pool) stickyState(ctx context.Context, req *dial.Request, now time.Time
 	return st
 }
 
-// seed is the template seed for attempt i through u: fresh for requests
-// without a session, derived from the session otherwise. Every retry is a
-// move to another upstream, so it advances the generation.
-func (st *sticky) seed(u *Upstream, i int) uint64 {
+// seed is the template seed for an attempt: fresh for requests without a
+// session, derived from the session otherwise. A retry is a move to another
+// exit (even through the same templated upstream), so it advances the
+// generation.
+func (st *sticky) seed(retry bool) uint64 {
 	if !st.on {
 		return 0
 	}
-	if i > 0 {
+	if retry {
 		st.gen++
 	}
 	return stickySeed(st.key, st.gen)
+}
+
+// usable reports that the session's upstream may serve the first attempt:
+// it has one and the request does not avoid it (tried holds only avoided
+// upstreams then).
+func (st *sticky) usable(tried []*Upstream) bool {
+	return st.current != nil && !slices.Contains(tried, st.current)
+}
+
+// moves reports that a first attempt through u, for a request that avoids
+// the upstreams in avoid, is a retry: it goes back through an avoided
+// upstream (which needs another exit), or the session's own upstream is
+// avoided (the session moves, as after a failed dial).
+func (st *sticky) moves(avoid []*Upstream, u *Upstream) bool {
+	if len(avoid) == 0 {
+		return false
+	}
+	return slices.Contains(avoid, u) || (st.current != nil && slices.Contains(avoid, st.current))
 }
 
 // bind records that the session's connection succeeded through u.

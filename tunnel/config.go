@@ -126,8 +126,10 @@ type Config struct {
 	// it passes the outbound connection is closed, Failures hears of the
 	// upstream, and the client gets 504 (Hopper-Error: timeout), unless
 	// nothing reached it and the request is a bodiless GET, HEAD, OPTIONS or
-	// TRACE: that is sent once more through the Dialer. IdleTimeout bounds
-	// it too. Default 30s.
+	// TRACE: that is sent once more through the Dialer, with
+	// dial.Request.Avoid naming the upstream that stalled so that the retry
+	// leaves through another one if there is any. IdleTimeout bounds it
+	// too. Default 30s.
 	ResponseHeaderTimeout time.Duration
 
 	// Failures, if set, is told of upstreams that stalled a forward request

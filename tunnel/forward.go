@@ -145,6 +145,12 @@ func (c *conn) serveForward() bool {
 			return false
 		}
 		if x.stalled {
+			// Through another upstream if the dialer has one: the one that
+			// stalled would most likely stall again. Avoid travels in the
+			// request, not in the dial context, which dialContext may share
+			// with this connection's other dials; the next request starts
+			// with a fresh f.req.
+			f.req.Avoid = out.Upstream
 			c.srv.log.Debug("no response head in time; sending the request again",
 				zap.String("client", c.clientAddr()), zap.String("target", e.target),
 				zap.String("upstream", out.Upstream), zap.Error(x.retryErr))

@@ -149,7 +149,7 @@ func parseServe(args []string, out io.Writer) (serveConfig, error) {
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "private key (PEM) of --tls-cert")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "close tunnels idle for this long")
 	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", cfg.HeaderTimeout, "limit for a client to send its request head or handshake")
-	fs.DurationVar(&cfg.ResponseHeaderTimeout, "response-header-timeout", cfg.ResponseHeaderTimeout, "limit for an origin or upstream to start answering a plain-HTTP request once it was sent (then 504; a bodiless GET/HEAD/OPTIONS is tried once more)")
+	fs.DurationVar(&cfg.ResponseHeaderTimeout, "response-header-timeout", cfg.ResponseHeaderTimeout, "limit for an origin or upstream to start answering a plain-HTTP request once it was sent (then 504; a bodiless GET/HEAD/OPTIONS is tried once more, through another upstream if there is one)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on SIGINT/SIGTERM, how long live tunnels may finish")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "concurrent client connections (0: unlimited)")
 	fs.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", cfg.MaxConnsPerClient, "concurrent connections from one client address, 127.0.0.1 and ::1 exempt (0: unlimited)")
