@@ -32,7 +32,8 @@ func (pr *Prober) Probe(ctx context.Context, u *Upstream) ProbeResult {
 	r := pr.check(pctx, u)
 	r.Upstream = u
 	if !r.Skipped && ctx.Err() == nil {
-		pr.record(ctx, u, r)
+		outcome, err := pr.record(ctx, u, r)
+		pr.shareProbe(ctx, u, outcome, err)
 	}
 	return r
 }
@@ -50,6 +51,12 @@ func (pr *Prober) check(ctx context.Context, u *Upstream) ProbeResult {
 	default:
 		return pr.checkConnect(ctx, u)
 	}
+}
+
+// hasProbe reports whether check may have something to do for u: all but a
+// direct entry when neither a probe URL nor a judge is set.
+func (pr *Prober) hasProbe(u *Upstream) bool {
+	return pr.judge != nil || pr.target != nil || u.entry.Scheme != SchemeDirect
 }
 
 // checkConnect opens (and closes) a TCP connection to the upstream.
@@ -202,21 +209,23 @@ func (pr *Prober) fetchDirect(ctx context.Context) (JudgeReport, error) {
 	return rep, nil
 }
 
-// record applies a probe's outcome to u and its pool.
-func (pr *Prober) record(ctx context.Context, u *Upstream, r ProbeResult) {
+// record applies a probe's outcome to u and its pool, and returns it with
+// the error it recorded as u's last (nil if none), for shareProbe.
+func (pr *Prober) record(ctx context.Context, u *Upstream, r ProbeResult) (probeOutcome, error) {
 	now := pr.clock.Now()
 	u.probes.Add(1)
 	u.lastProbe.Store(now.UnixNano())
 	if r.Err != nil {
 		u.probeFailures.Add(1)
-		if blame(r.Err) == faultUpstream {
-			u.consec.Add(1)
-			pr.pool.sharedFailure(ctx, u)
-			u.recordRate(false)
-			u.lastErr.Store(&errorRecord{err: r.Err, at: now})
-			pr.pool.charge(u, r.Err)
+		if blame(r.Err) != faultUpstream {
+			return probeInconclusive, r.Err
 		}
-		return
+		u.consec.Add(1)
+		pr.pool.sharedFailure(ctx, u)
+		u.recordRate(false)
+		u.lastErr.Store(&errorRecord{err: r.Err, at: now})
+		pr.pool.charge(u, r.Err)
+		return probeFailed, r.Err
 	}
 	ewma(&u.probeLatency, int64(r.Latency))
 	u.recordRate(true)
@@ -224,16 +233,18 @@ func (pr *Prober) record(ctx context.Context, u *Upstream, r ProbeResult) {
 		u.consec.Store(0)
 		pr.pool.sharedSuccess(ctx, u, true)
 	}
-	clean := true
+	outcome, err := probeWorked, error(nil)
 	if r.ExitIP.IsValid() {
-		clean = pr.judged(u, r)
+		outcome, err = pr.judged(u, r)
 	}
-	pr.pool.releaseProbed(u, clean)
+	pr.pool.releaseProbed(u, outcome == probeWorked)
+	return outcome, err
 }
 
 // judged records the judge's findings and quarantines an upstream that breaks
-// the config's requirements. It reports whether u is clean.
-func (pr *Prober) judged(u *Upstream, r ProbeResult) bool {
+// the config's requirements: probeLeaked or probeExitChanged, with the error
+// recorded, or probeWorked when u is clean.
+func (pr *Prober) judged(u *Upstream, r ProbeResult) (probeOutcome, error) {
 	prev := u.exit.Load()
 	rec := &exitRecord{ip: r.ExitIP, anonymity: r.Anonymity, pinned: r.ExitIP}
 	if prev != nil && prev.pinned.IsValid() {
@@ -252,15 +263,15 @@ func (pr *Prober) judged(u *Upstream, r ProbeResult) bool {
 		err := fmt.Errorf("%w: %s, was %s", ErrExitIPChanged, r.ExitIP, prev.pinned)
 		u.lastErr.Store(&errorRecord{err: err, at: pr.clock.Now()})
 		pr.pool.quarantine(u, causeExitIP, err)
-		return false
+		return probeExitChanged, err
 	}
 	if req := pr.cfg.RequireAnonymity; req != AnonymityUnknown && r.Anonymity < req && u.entry.Scheme != SchemeDirect {
 		err := fmt.Errorf("%w: judged %s, %s required", ErrLeak, r.Anonymity, req)
 		u.lastErr.Store(&errorRecord{err: err, at: pr.clock.Now()})
 		pr.pool.quarantine(u, causeLeak, err)
-		return false
+		return probeLeaked, err
 	}
-	return true
+	return probeWorked, nil
 }
 
 // pinnable reports whether u should keep one exit IP: not a provider

@@ -197,7 +197,11 @@ func (pr *Prober) concurrency() int {
 // the probes in flight and returns nil. Each round spreads its probes over
 // the interval (one slot per upstream, a random point in each), runs at most
 // Concurrency at once, and ends by releasing expired quarantines and
-// refreshing the weighted policy's weights.
+// refreshing the weighted policy's weights. With a shared store (--state
+// redis://) the instances together probe each upstream once per interval:
+// each takes an upstream's probe lease before probing it, skips the ones
+// another instance holds and adopts what that instance's probes learned; a
+// store that cannot be reached means probing everything locally.
 func (pr *Prober) Run(ctx context.Context) error {
 	if pr.cfg.Interval < 0 {
 		<-ctx.Done()
@@ -229,14 +233,26 @@ func (pr *Prober) ProbeAll(ctx context.Context) []ProbeResult {
 // otherwise the i-th goes at a random point of the i-th of len(upstreams)
 // equal slots of the interval. It returns when all have finished or ctx
 // ended.
+//
+// A paced round on a shared store probes only the upstreams whose probe
+// lease this instance holds, adopts the others' findings (probe_shared.go),
+// and asks the judge for this host's address only before its first probe.
 func (pr *Prober) round(ctx context.Context, sem chan struct{}, start time.Time, results []ProbeResult) {
-	pr.learnSelf(ctx)
+	leased := !start.IsZero() && pr.pool.shared
+	learnSelf := sync.OnceFunc(func() { pr.learnSelf(ctx) })
+	if !leased {
+		learnSelf()
+	}
 	ups := pr.pool.Upstreams()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	var slot time.Duration
+	var slot, ttl time.Duration
 	if !start.IsZero() && len(ups) > 0 {
 		slot = pr.interval() / time.Duration(len(ups))
+	}
+	if leased {
+		ttl = pr.leaseTTL(len(ups))
+		pr.adoptShared(ctx, ups)
 	}
 	for i, u := range ups {
 		if slot > 0 {
@@ -254,6 +270,11 @@ func (pr *Prober) round(ctx context.Context, sem chan struct{}, start time.Time,
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			if leased && pr.hasProbe(u) && !pr.holdsLease(ctx, u, ttl) {
+				pr.adoptOne(ctx, u)
+				return
+			}
+			learnSelf()
 			r := pr.Probe(ctx, u)
 			if results != nil {
 				results[i] = r

@@ -22,6 +22,8 @@ import (
 //	pool:NAME:health              channel: "INSTANCE ID RECORD" on each change
 //	pool:NAME:session:HASH        sticky session: "ID GEN"
 //	pool:NAME:iv:HOST:ID          min-interval slot of an upstream for a host
+//	pool:NAME:probe:ID            probe lease: the instance that probes it
+//	pool:NAME:probed:ID           what its last probe learned (probeRecord)
 //	reserve:HOST:ID               reservation of an exit for a host (any pool)
 func (p *Pool) key(parts ...string) string {
 	return "pool:" + p.name + ":" + strings.Join(parts, ":")
