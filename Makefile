@@ -7,7 +7,7 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 5s
 
-.PHONY: help run build test test-deps unit fuzz fuzz-short lint bench bench-peers bench-go
+.PHONY: help run build test test-deps unit cross fuzz fuzz-short lint bench bench-peers bench-go
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -18,13 +18,17 @@ build: ## build bin/hopper
 run: build ## build and start hopper on 127.0.0.1:8080 (direct egress)
 	./$(BIN) serve $(ARGS)
 
-test: test-deps lint unit fuzz-short ## install test dependencies if missing, then lint, race tests and a short fuzz run
+test: test-deps lint cross unit fuzz-short ## install test dependencies if missing, then lint, cross builds, race tests and a short fuzz run
 
 test-deps: ## install what the tests need (curl, strace, ...) when missing
 	@bash .ci/deps
 
 unit: ## go test -race on every package
 	$(GO) test -race -count=1 -timeout 12m ./...
+
+cross: ## hopper builds for macOS and Windows too (Linux is where it is tested)
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/hopper
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/hopper
 
 fuzz-short: ## every fuzz target for FUZZTIME (5s)
 	@FUZZTIME=$(FUZZTIME) GO=$(GO) bash .ci/fuzz

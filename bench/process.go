@@ -47,7 +47,7 @@ func startProcess(ctx context.Context, name, addr string, argv, env []string) (*
 	cmd.Env = append(cmd.Env, env...)
 	out := &tailBuffer{max: 8 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = groupAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrStart, name, err)
 	}
@@ -88,22 +88,21 @@ func (p *process) waitReady(ctx context.Context) error {
 // stop ends the process group: SIGTERM, then SIGKILL after a grace period.
 // It waits for the process to be reaped.
 func (p *process) stop() {
-	pgid := -p.cmd.Process.Pid
-	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	signalGroup(p.cmd.Process, syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(stopGrace):
-		_ = syscall.Kill(pgid, syscall.SIGKILL)
+		signalGroup(p.cmd.Process, syscall.SIGKILL)
 		<-p.done
 	}
 	// Forked children (dante) may outlive the leader briefly.
-	_ = syscall.Kill(pgid, syscall.SIGKILL)
+	signalGroup(p.cmd.Process, syscall.SIGKILL)
 }
 
 // kill ends the process group at once and waits for the process to be
 // reaped: for throwaway instances, whose shutdown is not being measured.
 func (p *process) kill() {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	signalGroup(p.cmd.Process, syscall.SIGKILL)
 	<-p.done
 }
 

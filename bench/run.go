@@ -25,6 +25,9 @@ var ErrMeasurement = errors.New("bench: measurement failed")
 // ctx bounds the whole run; cancelling it stops the measurements at the
 // next scenario step and stops every process the run started.
 func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
+	if !measurable {
+		return nil, fmt.Errorf("%w: the harness reads CPU and memory from /proc: it runs on Linux only", ErrOptions)
+	}
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
