@@ -50,7 +50,7 @@ func TestHealthzFlipsWhenEveryUpstreamIsQuarantined(t *testing.T) {
 	w.getJSON("/api/stats", &st)
 	assert.False(t, st.Health.OK)
 	assert.Equal(t, []PoolSummary{{Name: "default", Policy: "round-robin", Size: 1, Healthy: 0}}, st.Pools)
-	s := w.scrape()
+	s := w.settled()
 	assert.Equal(t, 0.0, s.get("hopper_pool_healthy_upstreams", "pool", "default"))
 	assert.Equal(t, 1.0, s.get("hopper_tunnels_total", "proto", "http", "result", dial.KindFailed.String()))
 }

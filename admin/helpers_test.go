@@ -316,6 +316,17 @@ func (w *world) waitMetric(v float64, name string, want ...string) metricSet {
 	return last
 }
 
+// settled waits until no tunnel is active, then scrapes afresh. A scrape
+// gathers each family at its own instant, and Metrics.TunnelClosed drops
+// the active gauge after everything else it counts, so only a scrape begun
+// after the gauge was seen at zero shows every finished tunnel in every
+// family.
+func (w *world) settled() metricSet {
+	w.t.Helper()
+	w.waitMetric(0, "hopper_tunnels_active")
+	return w.scrape()
+}
+
 // closedPort returns a loopback address nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()

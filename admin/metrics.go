@@ -200,8 +200,12 @@ func (m *Metrics) TunnelOpened(p dial.Protocol) {
 // TunnelClosed counts how a tunnel or request ended.
 func (m *Metrics) TunnelClosed(r dial.Record) {
 	pm := m.proto(r.Protocol)
-	pm.nActive.Add(-1)
-	pm.active.Dec()
+	// The active gauge drops last: a reader that sees the tunnel gone
+	// from it also sees it counted in the totals, bytes and results.
+	defer func() {
+		pm.nActive.Add(-1)
+		pm.active.Dec()
+	}()
 	pm.nTotal.Add(1)
 	m.result(r.Protocol, r.Result).inc()
 	if r.Up > 0 {

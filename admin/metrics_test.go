@@ -44,7 +44,8 @@ func TestMetricsFollowTraffic(t *testing.T) {
 
 	w.waitMetric(3, "hopper_tunnels_total", "proto", "http", "result", "ok")
 	w.waitMetric(1, "hopper_tunnels_total", "proto", "connect", "result", "ok")
-	after := w.waitMetric(1, "hopper_tunnels_total", "proto", "socks5", "result", "ok")
+	w.waitMetric(1, "hopper_tunnels_total", "proto", "socks5", "result", "ok")
+	after := w.settled()
 
 	down := func(s metricSet, p string) float64 {
 		return s.get("hopper_tunnel_bytes_total", "proto", p, "direction", "down")
@@ -117,8 +118,8 @@ func TestActiveGaugeCountsOpenTunnels(t *testing.T) {
 	w.getJSON("/api/stats", &st)
 	assert.Equal(t, int64(1), st.Active)
 	require.NoError(t, c.Close())
-	s := w.waitMetric(0, "hopper_tunnels_active", "proto", "connect")
-	assert.Equal(t, 1.0, s.get("hopper_tunnels_total", "proto", "connect"))
+	s := w.settled()
+	assert.Equal(t, 1.0, s.get("hopper_tunnels_total", "proto", "connect", "result", "ok"))
 }
 
 // TestUpstreamMetrics routes through a pool of a working direct upstream and
@@ -133,7 +134,8 @@ func TestUpstreamMetrics(t *testing.T) {
 		code, _ := fetch(t, fwd, "http://"+w.origin+"/bytes/10")
 		require.Equal(t, http.StatusOK, code, "a failing upstream is retried elsewhere")
 	}
-	s := w.waitMetric(requests, "hopper_tunnels_total", "proto", "http", "result", "ok")
+	w.waitMetric(requests, "hopper_tunnels_total", "proto", "http", "result", "ok")
+	s := w.settled()
 
 	const pool = "default"
 	assert.Equal(t, 2.0, s.get("hopper_pool_upstreams", "pool", pool))

@@ -39,6 +39,14 @@ type PoolInfo struct {
 // UpstreamInfo is one upstream in /api/upstreams. Label is redacted (no
 // credentials) and unique within its pool. Times are RFC 3339, null when
 // not applicable.
+//
+// With shared state (--state redis://) successes, failures and
+// target_failures count this instance's own dials, so they add up over
+// instances; the rest is the upstream as this instance knows it, partly
+// from the others (rotate.Stats): state, quarantined_until and quarantines
+// follow quarantines any instance decided, and success_rate, last_error and
+// exit_ip take in the probes of whichever instance probed it (one per
+// interval). Those are compared across instances, not summed.
 type UpstreamInfo struct {
 	Label               string     `json:"label"`
 	Scheme              string     `json:"scheme"`
@@ -49,11 +57,11 @@ type UpstreamInfo struct {
 	ConsecutiveFailures int        `json:"consecutive_failures"`
 	Quarantines         uint64     `json:"quarantines"`
 	QuarantinedUntil    *time.Time `json:"quarantined_until"`
-	LatencyMS           float64    `json:"latency_ms"` // moving average, 0 before the first
-	SuccessRate         float64    `json:"success_rate"`
-	LastError           string     `json:"last_error"`
+	LatencyMS           float64    `json:"latency_ms"`   // moving average of this instance's dials, 0 before the first
+	SuccessRate         float64    `json:"success_rate"` // moving average of dials and probes that worked
+	LastError           string     `json:"last_error"`   // last failed dial here or probe anywhere
 	LastErrorAt         *time.Time `json:"last_error_at"`
-	ExitIP              string     `json:"exit_ip,omitempty"`
+	ExitIP              string     `json:"exit_ip,omitempty"` // as the judge saw it on the last probe
 }
 
 // Stats is the body of /api/stats.

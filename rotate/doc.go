@@ -40,8 +40,9 @@
 // sessions, min-interval slots and reservations (leases with an owner
 // token, renewed while the connection lives, expiring if its instance
 // dies), and probing: each upstream is probed by one instance per interval,
-// the holder of its probe lease, whose findings (exit IP, anonymity, pinned
-// exit, probe latency and outcome, last error) the others adopt. Every key
+// the holder of its probe lease (released when its prober stops, expiring
+// if it dies), whose findings (exit IP, anonymity, pinned exit, probe
+// latency and outcome, last error) the others adopt. Every key
 // has a TTL and lives under the store's prefix. A store that cannot be
 // reached in its short timeout is degraded (logged once,
 // StoreHealth.Degraded): the pool serves from local state meanwhile, never

@@ -6,7 +6,11 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/hopper-proxy/hopper/dial"
 )
@@ -18,13 +22,14 @@ import (
 // Before probing an upstream in a Run round, an instance takes the
 // upstream's lease (pool:NAME:probe:ID, owned by the pool's instance id, for
 // a little over one interval). The holder keeps it from round to round by
-// taking it again before it expires; an instance that dies loses it after
-// the TTL, and the next instance whose round reaches that upstream takes
-// over. When the lease is held by another instance the round skips the
-// upstream and reads its probeRecord instead (pool:NAME:probed:ID, written
-// after every probe); every paced round also reads all of them once at its
-// start, so an instance that just started shows the others' findings at
-// once. Quarantines and releases travel separately, as every health change
+// taking it again before it expires. An instance whose Run ends (a graceful
+// stop) releases the leases it holds, so the next instance whose round
+// reaches those upstreams takes over at once; one that crashes loses them
+// after the TTL, and the next round after that takes over. When the lease
+// is held by another instance the round skips the upstream and reads its
+// probeRecord instead (pool:NAME:probed:ID, written after every probe);
+// every paced round also reads all of them once at its start, so an
+// instance that just started shows the others' findings at once. Quarantines and releases travel separately, as every health change
 // does (health_shared.go). A store that cannot answer means probing
 // locally, as without one; ProbeAll never takes leases.
 
@@ -189,10 +194,100 @@ func (pr *Prober) holdsLease(ctx context.Context, u *Upstream, ttl time.Duration
 	// extends this owner's own hold: with Acquire alone, the holder would
 	// find its own lease of the previous round and skip its upstreams.
 	ok, err := p.store.Renew(ctx, p.key("probe", u.id), p.instance, ttl)
+	// A call that failed may still have taken the lease (the reply was
+	// lost): only "another instance holds it" means this one does not.
+	pr.noteLease(u.id, ok || err != nil)
 	if err != nil {
 		return ctx.Err() == nil
 	}
 	return ok
+}
+
+// noteLease records whether this instance may hold the probe lease of the
+// upstream id, for releaseLeases.
+func (pr *Prober) noteLease(id string, held bool) {
+	pr.leaseMu.Lock()
+	defer pr.leaseMu.Unlock()
+	if !held {
+		delete(pr.leases, id)
+		return
+	}
+	if pr.leases == nil {
+		pr.leases = make(map[string]struct{})
+	}
+	pr.leases[id] = struct{}{}
+}
+
+// forgetLeases drops the upstreams no longer in ups from the leases to
+// release, so the set stays bounded as lists change; their leases expire.
+func (pr *Prober) forgetLeases(ups []*Upstream) {
+	pr.leaseMu.Lock()
+	defer pr.leaseMu.Unlock()
+	if len(pr.leases) == 0 {
+		return
+	}
+	in := make(map[string]struct{}, len(ups))
+	for _, u := range ups {
+		in[u.id] = struct{}{}
+	}
+	for id := range pr.leases {
+		if _, ok := in[id]; !ok {
+			delete(pr.leases, id)
+		}
+	}
+}
+
+// releaseLeases frees the probe leases this instance may hold, when Run
+// ends, so that the other instances need not wait out their TTL. Release
+// is compare-and-delete: a lease another instance has taken meanwhile is
+// left alone. It runs Concurrency releases at a time on ctx's values
+// without its cancellation (it has ended), each bounded by the store's own
+// timeout, and stops at the first failure (the store is unreachable: the
+// TTL frees the rest), so a stop waits about one store timeout at most when
+// the store is down. One probe timeout bounds the whole.
+func (pr *Prober) releaseLeases(ctx context.Context) {
+	pr.leaseMu.Lock()
+	ids := make([]string, 0, len(pr.leases))
+	for id := range pr.leases {
+		ids = append(ids, id)
+	}
+	pr.leases = nil
+	pr.leaseMu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(storeCtx(ctx), pr.timeout())
+	defer cancel()
+	p := pr.pool
+	var (
+		next     atomic.Int64
+		released atomic.Int64
+		failed   atomic.Pointer[error]
+		wg       sync.WaitGroup
+	)
+	releaser := func() {
+		for failed.Load() == nil {
+			i := int(next.Add(1)) - 1
+			if i >= len(ids) {
+				return
+			}
+			if err := p.store.Release(ctx, p.key("probe", ids[i]), p.instance); err != nil {
+				failed.CompareAndSwap(nil, &err)
+				return
+			}
+			released.Add(1)
+		}
+	}
+	for range min(pr.concurrency(), len(ids)) {
+		wg.Go(releaser)
+	}
+	wg.Wait()
+	if errp := failed.Load(); errp != nil {
+		pr.log.Debug("probe leases left to expire", zap.Int("released", int(released.Load())),
+			zap.Int("held", len(ids)), zap.Error(*errp))
+		return
+	}
+	pr.log.Debug("probe leases released", zap.Int("released", len(ids)))
 }
 
 // shareProbe writes what a probe of u learned for the instances that skip

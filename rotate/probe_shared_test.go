@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -42,6 +43,39 @@ func newProbeNode(t *testing.T, srv *redisServer, name string, cfg Config, pcfg 
 }
 
 func (n *probeNode) run(t *testing.T) { n.stopRun = testnet.Go(t, n.name+" prober", n.pr.Run) }
+
+// leaseKey is the Redis key of the probe lease of the node's i-th upstream.
+func (n *probeNode) leaseKey(i int) string {
+	return "hopper:" + n.pool.key("probe", n.pool.Upstreams()[i].id)
+}
+
+// crash stops the node's prober as a crash would: the probe leases it held
+// stay in Redis until they expire. A graceful stop releases them, so crash
+// puts them back as they were, with the time they had left.
+func (n *probeNode) crash(t *testing.T, c *redis.Client) {
+	t.Helper()
+	ctx := context.Background()
+	type held struct {
+		key string
+		ttl time.Duration
+	}
+	var leases []held
+	for i := range n.pool.Upstreams() {
+		k := n.leaseKey(i)
+		if owner, err := c.Get(ctx, k).Result(); err != nil || owner != n.pool.instance {
+			continue
+		}
+		ttl, err := c.PTTL(ctx, k).Result()
+		require.NoError(t, err)
+		require.Positive(t, ttl, k)
+		leases = append(leases, held{k, ttl})
+	}
+	require.NotEmpty(t, leases, "%s holds no probe lease", n.name)
+	n.stopRun()
+	for _, l := range leases {
+		require.NoError(t, c.Set(ctx, l.key, n.pool.instance, l.ttl).Err())
+	}
+}
 
 // stats returns the node's i-th upstream's stats.
 func (n *probeNode) stats(i int) Stats { return n.pool.Upstreams()[i].Stats() }
@@ -226,7 +260,7 @@ func TestSharedProbingTakeoverAfterCrash(t *testing.T) {
 	require.Equal(t, []uint64{0, 0}, b.probes(), "A holds the leases")
 	assert.Equal(t, "127.0.0.209", b.stats(0).ExitIP.String())
 
-	a.stopRun() // A's prober dies: its leases are neither renewed nor released
+	a.crash(t, srv.client(t)) // A dies: its leases are neither renewed nor released
 	pinned.setEgress("127.0.0.211")
 	took := func() bool { p := b.probes(); return p[0] > 0 && p[1] > 0 }
 	for deadline := time.Now().Add(20 * time.Second); !took(); {
@@ -244,6 +278,90 @@ func TestSharedProbingTakeoverAfterCrash(t *testing.T) {
 	owner, err := srv.client(t).Get(context.Background(), "hopper:pool:p:probe:"+b.pool.Upstreams()[1].id).Result()
 	require.NoError(t, err)
 	assert.Equal(t, b.pool.instance, owner, "B holds the lease now")
+}
+
+// TestSharedProbingReleaseOnStop: an instance that stops gracefully releases
+// its probe leases, so another probes those upstreams in its next round
+// instead of after the leases' TTL; a lease another instance took meanwhile
+// is left alone.
+func TestSharedProbingReleaseOnStop(t *testing.T) {
+	srv := startRedis(t)
+	rc := srv.client(t)
+	ctx := context.Background()
+	var entries []string
+	for _, ip := range []string{"127.0.0.213", "127.0.0.214", "127.0.0.215"} {
+		entries = append(entries, "http://"+startHTTPProxy(t, ip, proxyOpts{}).addr)
+	}
+	// Leases last 3s + 1s + 1m of real time: far longer than this test, so
+	// only a release lets B take them.
+	pcfg := ProberConfig{Interval: 3 * time.Second, Timeout: time.Minute}
+	a := newProbeNode(t, srv, "A", Config{}, pcfg, entries...)
+	b := newProbeNode(t, srv, "B", Config{}, pcfg, entries...)
+
+	a.run(t)
+	stepRounds(t, 1, 3, time.Second, a)
+	require.Equal(t, []uint64{1, 1, 1}, a.probes())
+	b.run(t)
+	stepRounds(t, 1, 3, time.Second, b)
+	require.Equal(t, []uint64{0, 0, 0}, b.probes(), "A holds the leases")
+
+	// As if A's lease of the third upstream had expired and another
+	// instance had taken it.
+	require.NoError(t, rc.Set(ctx, a.leaseKey(2), "C", time.Minute).Err())
+	a.stopRun()
+	for i := range 2 {
+		n, err := rc.Exists(ctx, a.leaseKey(i)).Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "A released its lease of upstream %d", i)
+	}
+	owner, err := rc.Get(ctx, a.leaseKey(2)).Result()
+	require.NoError(t, err)
+	assert.Equal(t, "C", owner, "A left C's lease alone")
+
+	stepRounds(t, 1, 3, time.Second, b)
+	assert.Equal(t, []uint64{1, 1, 0}, b.probes(), "B probes what A held in its next round; C holds the third")
+	assert.Equal(t, []uint64{1, 1, 1}, a.probes(), "A probed nothing more")
+	for i := range 2 {
+		owner, err := rc.Get(ctx, b.leaseKey(i)).Result()
+		require.NoError(t, err)
+		assert.Equal(t, b.pool.instance, owner, "B holds the lease of upstream %d", i)
+	}
+}
+
+// TestSharedProbingStopWithRedisDown: a graceful stop while Redis is down,
+// gone or stuck without answering, still returns: releasing the leases is
+// bounded by the store's own timeout, and their TTL frees them instead.
+func TestSharedProbingStopWithRedisDown(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		down func(*redisServer)
+	}{
+		{"killed", (*redisServer).stop},
+		{"paused", (*redisServer).pause},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := startRedis(t)
+			var entries []string
+			for _, ip := range []string{"127.0.0.216", "127.0.0.217"} {
+				entries = append(entries, "http://"+startHTTPProxy(t, ip, proxyOpts{}).addr)
+			}
+			// Leases last over a minute; the store's timeout is 2s.
+			pcfg := ProberConfig{Interval: 2 * time.Second, Timeout: time.Minute}
+			a := newProbeNode(t, srv, "A", Config{}, pcfg, entries...)
+			a.run(t)
+			stepRounds(t, 1, 2, time.Second, a)
+			require.Equal(t, []uint64{1, 1}, a.probes())
+
+			c.down(srv)
+			// stopRun fails the test unless Run returns within 10s of its
+			// cancellation: generous beside the store's timeout, short
+			// beside the leases' TTL.
+			a.stopRun()
+			srv.resume()
+			assert.True(t, a.store.Health().Degraded, "the release found the store down")
+			assert.Equal(t, []uint64{1, 1}, a.probes())
+		})
+	}
 }
 
 // TestProbeRecordsStayLocal: a pool on a memory store writes no probe

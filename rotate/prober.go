@@ -127,6 +127,11 @@ type Prober struct {
 
 	self      atomic.Pointer[[]netip.Addr] // this host's addresses as the judge saw them
 	judgeDown atomic.Bool                  // last direct judge fetch failed
+
+	// leases is the probe leases (shared store) this instance may hold, by
+	// upstream id, for Run to release when it ends (probe_shared.go).
+	leaseMu sync.Mutex
+	leases  map[string]struct{}
 }
 
 // ProbeResult is the outcome of one probe.
@@ -201,12 +206,16 @@ func (pr *Prober) concurrency() int {
 // redis://) the instances together probe each upstream once per interval:
 // each takes an upstream's probe lease before probing it, skips the ones
 // another instance holds and adopts what that instance's probes learned; a
-// store that cannot be reached means probing everything locally.
+// store that cannot be reached means probing everything locally. When ctx
+// ends, Run releases the leases it holds before returning, so the others
+// take those upstreams over in their next round; this waits at most about
+// the store's own timeout when the store is unreachable.
 func (pr *Prober) Run(ctx context.Context) error {
 	if pr.cfg.Interval < 0 {
 		<-ctx.Done()
 		return nil
 	}
+	defer pr.releaseLeases(ctx)
 	sem := make(chan struct{}, pr.concurrency())
 	for {
 		start := pr.clock.Now()
@@ -252,6 +261,7 @@ func (pr *Prober) round(ctx context.Context, sem chan struct{}, start time.Time,
 	}
 	if leased {
 		ttl = pr.leaseTTL(len(ups))
+		pr.forgetLeases(ups)
 		pr.adoptShared(ctx, ups)
 	}
 	for i, u := range ups {

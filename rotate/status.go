@@ -7,13 +7,28 @@ import (
 
 // Stats is a point-in-time copy of an upstream's health and counters, read
 // without locking (fields may be a moment apart from each other).
+//
+// With a shared store (--state redis://) the totals Successes, Failures,
+// TargetFailures, Probes and ProbeFailures are this instance's own and add
+// up over instances: each attempt and each probe is counted by the one
+// instance that made it. The other fields describe the upstream as this
+// instance knows it, partly from the others: each upstream is probed by one
+// instance per interval and the others adopt what it learned (LastProbeAt,
+// ProbeLatency, ExitIP, Anonymity, a probe's LastError, its outcome in
+// SuccessRate), and quarantines and failure counts are shared as they
+// change. Compare or average those over instances; never sum them.
 type Stats struct {
 	State State
 	// QuarantinedUntil is when the quarantine ends (zero while healthy).
 	QuarantinedUntil time.Time
-	// Quarantines counts how often the upstream was put out of service.
+	// Quarantines counts how often the upstream was put out of service here,
+	// including, with a shared store, by another instance's decision (which
+	// every instance applies and counts): take one instance's figure, or the
+	// maximum, rather than the sum.
 	Quarantines uint64
-	// ConsecutiveFailures counts failures of its own since its last success.
+	// ConsecutiveFailures counts failures of its own since its last success
+	// (with a shared store, each failure here raises it to at least the
+	// count all instances share).
 	ConsecutiveFailures int
 
 	Successes uint64 // attempts that established a connection
@@ -29,21 +44,39 @@ type Stats struct {
 	Latency time.Duration
 	// SuccessRate is a moving average (1/10 weight) of attempts and probes
 	// that worked, counting only failures of the upstream's own; 1 before
-	// the first.
+	// the first. It takes in this instance's attempts and, with a shared
+	// store, every instance's probes, each at most once: when this instance
+	// reads its probe record (one overwritten before it was read is missed).
 	SuccessRate float64
 
-	// Probes and ProbeFailures count the prober's checks; ProbeLatency is
-	// their moving average time (1/8 weight), zero before the first success.
+	// Probes and ProbeFailures count the probes this instance made itself;
+	// ProbeFailures counts every failed one, also those not charged to the
+	// upstream (this host or the probe's target at fault). With a shared
+	// store a probe another instance made is adopted without counting here,
+	// so the sums over instances count each probe once.
 	Probes        uint64
 	ProbeFailures uint64
-	ProbeLatency  time.Duration
-	LastProbeAt   time.Time
-	// ExitIP and Anonymity are what the judge saw through the upstream last;
-	// invalid and AnonymityUnknown without a judge.
+	// ProbeLatency is the prober's moving average (1/8 weight) of the time
+	// to a probe's answer, zero before the first success. With a shared
+	// store the instance that probes carries on the average it last read
+	// from the others' probes, and the others adopt its value, so the
+	// instances' policies rank upstreams alike.
+	ProbeLatency time.Duration
+	// LastProbeAt is when the upstream was last probed: by this instance, or
+	// with a shared store by whichever instance held its probe lease (by
+	// that instance's clock); zero before the first.
+	LastProbeAt time.Time
+	// ExitIP and Anonymity are what the judge saw through the upstream last,
+	// on this instance's probe or, with a shared store, another's; invalid
+	// and AnonymityUnknown without a judge.
 	ExitIP    netip.Addr
 	Anonymity Anonymity
 
-	LastError   error // most recent failed attempt or probe, nil if none
+	// LastError is the most recent failed attempt of this instance or failed
+	// probe of any instance (another instance's keeps its text and the
+	// sentinel it wraps: dial.ErrUpstream, ErrLeak or ErrExitIPChanged),
+	// nil if none; LastErrorAt is when it happened.
+	LastError   error
 	LastErrorAt time.Time
 }
 
