@@ -16,7 +16,7 @@ import (
 // (bound by round trips: SOCKS5 adds two, plus the second hop); "parallel"
 // keeps 8 clients busy (bound by CPU, the figure DESIGN.md's targets mean).
 func BenchmarkSOCKS5NewTunnels(b *testing.B) {
-	echo := startEcho(b, "127.0.0.1:0")
+	echo := startEcho(b, "127.0.0.1")
 	p := startProxy(b, Config{Dialer: &dial.Direct{}, Logger: zap.NewNop()})
 	req := request5(b, 0x01, echo)
 

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet/dialtest"
 )
 
 // curl is a real client for every protocol variant; the -hostname and 4a
@@ -43,7 +44,7 @@ func TestCurl(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.flag, func(t *testing.T) {
-			rec := &recorder{next: &dial.Direct{}}
+			rec := &dialtest.Recorder{Next: &dial.Direct{}}
 			p := startProxy(t, Config{Dialer: rec})
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
@@ -57,7 +58,7 @@ func TestCurl(t *testing.T) {
 			assert.Equal(t, "hello from origin", string(out))
 
 			logs := p.tunnelLogs(t, 1)
-			reqs := rec.requests()
+			reqs := rec.Requests()
 			require.Len(t, reqs, 1)
 			assert.Equal(t, tc.target, reqs[0].Target)
 			assert.Equal(t, tc.proto, reqs[0].Protocol)

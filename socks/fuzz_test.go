@@ -21,23 +21,23 @@ import (
 // the Dialer is called exactly when the bytes hold a well-formed handshake
 // and CONNECT (by the reference parser below), with that target.
 func FuzzSOCKS5Handshake(f *testing.F) {
-	for _, s := range socks5Seeds(f) {
-		f.Add(s.data, s.auth)
-	}
-	f.Fuzz(func(t *testing.T, data []byte, withAuth bool) {
-		want, valid := parseClient5(data, withAuth)
-		fuzzServe(t, socks5Version, data, withAuth, want, valid)
-	})
+	fuzzHandshake(f, socks5Seeds(f), socks5Version, parseClient5)
 }
 
 // FuzzSOCKS4Handshake is FuzzSOCKS5Handshake for SOCKS4 and SOCKS4a.
 func FuzzSOCKS4Handshake(f *testing.F) {
-	for _, s := range socks4Seeds(f) {
+	fuzzHandshake(f, socks4Seeds(f), socks4Version, parseClient4)
+}
+
+// fuzzHandshake fuzzes the handshake of version from seeds, checking each
+// input against parse, the reference parser of that version.
+func fuzzHandshake(f *testing.F, seeds []fuzzSeed, version byte, parse func(data []byte, authOn bool) (string, bool)) {
+	for _, s := range seeds {
 		f.Add(s.data, s.auth)
 	}
 	f.Fuzz(func(t *testing.T, data []byte, withAuth bool) {
-		want, valid := parseClient4(data, withAuth)
-		fuzzServe(t, socks4Version, data, withAuth, want, valid)
+		want, valid := parse(data, withAuth)
+		fuzzServe(t, version, data, withAuth, want, valid)
 	})
 }
 

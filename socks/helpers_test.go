@@ -3,12 +3,9 @@ package socks
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"io"
 	"net"
 	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -58,36 +55,16 @@ func startProxyWith(tb testing.TB, cfg Config, wrap func(net.Conn) net.Conn) *te
 	}
 	srv, err := New(cfg)
 	require.NoError(tb, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	p.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	p.addr = testnet.Serve(tb, testnet.Listen(tb, ""), func(c net.Conn) {
+		if wrap != nil {
+			if c = wrap(c); c == nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if wrap != nil {
-					if c = wrap(c); c == nil {
-						return
-					}
-				}
-				p.serveOne(ctx, srv, c)
-			}()
 		}
-	}()
-	tb.Cleanup(func() {
-		cancel()
-		_ = ln.Close()
-		wg.Wait()
-	})
+		p.serveOne(ctx, srv, c)
+	}).Addr()
+	tb.Cleanup(cancel) // before the Server closes what is left: streams see it first
 	return p
 }
 
@@ -132,28 +109,6 @@ func (p *testProxy) tunnelLogs(t *testing.T, n int) []observer.LoggedEntry {
 	return p.logs.FilterMessage("tunnel").AllUntimed()
 }
 
-// recorder is a Dialer that records every request before passing it on.
-type recorder struct {
-	next dial.Dialer
-	mu   sync.Mutex
-	reqs []dial.Request
-	ctxs []context.Context
-}
-
-func (r *recorder) Dial(ctx context.Context, req *dial.Request) (*dial.Outbound, error) {
-	r.mu.Lock()
-	r.reqs = append(r.reqs, *req)
-	r.ctxs = append(r.ctxs, ctx)
-	r.mu.Unlock()
-	return r.next.Dial(ctx, req)
-}
-
-func (r *recorder) requests() []dial.Request {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]dial.Request(nil), r.reqs...)
-}
-
 // failing is a Dialer that always fails with err, wrapped as a dial.Error.
 func failing(err error) dial.Dialer {
 	return dial.DialerFunc(func(_ context.Context, req *dial.Request) (*dial.Outbound, error) {
@@ -161,59 +116,21 @@ func failing(err error) dial.Dialer {
 	})
 }
 
-// startEcho runs an echo server on addr (host:0) that half-closes after the
-// client's EOF.
-func startEcho(tb testing.TB, addr string) string {
+// startEcho runs an echo server (testnet.Echo) on ip:0 and returns its
+// address.
+func startEcho(tb testing.TB, ip string) string {
 	tb.Helper()
-	return startOrigin(tb, addr, func(c *net.TCPConn) {
-		_, _ = io.Copy(c, c)
-		_ = c.CloseWrite()
-	})
+	return startOrigin(tb, ip, testnet.Echo)
 }
 
-// startOrigin runs handle for every connection to a listener on addr.
-func startOrigin(tb testing.TB, addr string, handle func(c *net.TCPConn)) string {
+// startOrigin runs handle for every connection to a listener on ip:0, each
+// under the test's deadline, and returns its address.
+func startOrigin(tb testing.TB, ip string, handle func(c net.Conn)) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", addr)
-	require.NoError(tb, err)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(testTimeout))
-				handle(c.(*net.TCPConn))
-			}()
-		}
-	}()
-	tb.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	return testnet.RefusingAddr(t, "127.0.0.1")
-}
-
-func dialProxy(tb testing.TB, addr string) *net.TCPConn {
-	tb.Helper()
-	c, err := net.DialTimeout("tcp", addr, testTimeout)
-	require.NoError(tb, err)
-	tb.Cleanup(func() { _ = c.Close() })
-	require.NoError(tb, c.SetDeadline(time.Now().Add(testTimeout)))
-	return c.(*net.TCPConn)
+	return testnet.Serve(tb, testnet.Listen(tb, ip), func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(testTimeout))
+		handle(c)
+	}).Addr()
 }
 
 // addr5 encodes target as SOCKS5 ATYP, address and port.
@@ -244,26 +161,26 @@ func request5(tb testing.TB, cmd byte, target string) []byte {
 // greet sends a SOCKS5 greeting and returns the selected method.
 func greet(tb testing.TB, c net.Conn, methods ...byte) byte {
 	tb.Helper()
-	_, err := c.Write(append([]byte{0x05, byte(len(methods))}, methods...))
-	require.NoError(tb, err)
-	var r [2]byte
-	_, err = io.ReadFull(c, r[:])
-	require.NoError(tb, err)
-	require.Equal(tb, byte(0x05), r[0])
-	return r[1]
+	return answer2(tb, c, append([]byte{0x05, byte(len(methods))}, methods...), 0x05)
 }
 
 // userPass runs RFC 1929 and returns the status.
 func userPass(tb testing.TB, c net.Conn, user, pass string) byte {
 	tb.Helper()
 	b := append([]byte{0x01, byte(len(user))}, user...)
-	b = append(append(b, byte(len(pass))), pass...)
-	_, err := c.Write(b)
+	return answer2(tb, c, append(append(b, byte(len(pass))), pass...), 0x01)
+}
+
+// answer2 writes msg to c and reads the two-byte answer, whose first byte
+// must be ver (5 for a greeting, 1 for RFC 1929); it returns the second.
+func answer2(tb testing.TB, c net.Conn, msg []byte, ver byte) byte {
+	tb.Helper()
+	_, err := c.Write(msg)
 	require.NoError(tb, err)
 	var r [2]byte
 	_, err = io.ReadFull(c, r[:])
 	require.NoError(tb, err)
-	require.Equal(tb, byte(0x01), r[0])
+	require.Equal(tb, ver, r[0])
 	return r[1]
 }
 
@@ -297,6 +214,16 @@ func connect5(tb testing.TB, c net.Conn, target string) byte {
 	return readReply5(tb, c)
 }
 
+// connect5Rest is connect5 on a stream whose version byte the listener
+// already read: the rest of a no-auth greeting, then CONNECT to target.
+func connect5Rest(tb testing.TB, c net.Conn, target string) byte {
+	tb.Helper()
+	require.Equal(tb, byte(0x00), answer2(tb, c, []byte{0x01, 0x00}, 0x05), "no authentication selected")
+	_, err := c.Write(request5(tb, 0x01, target))
+	require.NoError(tb, err)
+	return readReply5(tb, c)
+}
+
 // encodeRequest4 encodes a SOCKS4 request; a host name makes it SOCKS4a.
 func encodeRequest4(tb testing.TB, cmd byte, target, userID string) []byte {
 	tb.Helper()
@@ -325,27 +252,6 @@ func readReply4(tb testing.TB, r io.Reader) byte {
 	require.NoError(tb, err)
 	require.Equal(tb, byte(0x00), b[0])
 	return b[1]
-}
-
-// requireClosed asserts the server closes c without sending anything more.
-func requireClosed(tb testing.TB, c net.Conn) {
-	tb.Helper()
-	n, err := io.Copy(io.Discard, c)
-	if !errors.Is(err, syscall.ECONNRESET) { // a close with unread input resets
-		require.NoError(tb, err, "want the connection closed")
-	}
-	require.Zero(tb, n, "want no more bytes")
-}
-
-// echoRoundTrip writes msg through c and reads it back.
-func echoRoundTrip(tb testing.TB, c net.Conn, msg string) {
-	tb.Helper()
-	_, err := c.Write([]byte(msg))
-	require.NoError(tb, err)
-	got := make([]byte, len(msg))
-	_, err = io.ReadFull(c, got)
-	require.NoError(tb, err)
-	require.Equal(tb, msg, string(got))
 }
 
 // field returns the access-log field key of e.

@@ -9,10 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
+	"github.com/hopper-proxy/hopper/internal/testnet/dialtest"
 )
 
 func TestSOCKS4Connect(t *testing.T) {
-	echo := startEcho(t, "127.0.0.1:0")
+	echo := startEcho(t, "127.0.0.1")
 	_, port, err := net.SplitHostPort(echo)
 	require.NoError(t, err)
 	cases := []struct {
@@ -26,17 +28,17 @@ func TestSOCKS4Connect(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &recorder{next: &dial.Direct{}}
+			rec := &dialtest.Recorder{Next: &dial.Direct{}}
 			p := startProxy(t, Config{Dialer: rec})
-			c := dialProxy(t, p.addr)
+			c := testnet.Dial(t, p.addr)
 			_, err := c.Write(encodeRequest4(t, 0x01, tc.target, tc.userID))
 			require.NoError(t, err)
 			require.Equal(t, byte(0x5A), readReply4(t, c))
-			echoRoundTrip(t, c, "hello through socks4")
+			testnet.EchoRoundTrip(t, c, "hello through socks4")
 			require.NoError(t, c.Close())
 
 			logs := p.tunnelLogs(t, 1)
-			reqs := rec.requests()
+			reqs := rec.Requests()
 			require.Len(t, reqs, 1)
 			assert.Equal(t, tc.target, reqs[0].Target, "4a names reach the dialer unresolved")
 			assert.Equal(t, dial.ProtocolSOCKS4, reqs[0].Protocol)
@@ -51,7 +53,7 @@ func TestSOCKS4Connect(t *testing.T) {
 }
 
 func TestSOCKS4Rejected(t *testing.T) {
-	echo := startEcho(t, "127.0.0.1:0")
+	echo := startEcho(t, "127.0.0.1")
 	cases := []struct {
 		name    string
 		auth    dial.Authenticator
@@ -62,7 +64,7 @@ func TestSOCKS4Rejected(t *testing.T) {
 		{name: "bind", request: encodeRequest4(t, 0x02, echo, ""), result: "unsupported"},
 		{name: "unknown command", request: encodeRequest4(t, 0x03, echo, ""), result: "bad-request"},
 		{name: "auth on", auth: aliceAuth, request: encodeRequest4(t, 0x01, echo, "alice"), result: "auth-failed"},
-		{name: "refused", request: encodeRequest4(t, 0x01, closedPort(t), ""), result: "refused", dials: true},
+		{name: "refused", request: encodeRequest4(t, 0x01, testnet.RefusingAddr(t, "127.0.0.1"), ""), result: "refused", dials: true},
 		{name: "empty 4a host", request: []byte{0x04, 0x01, 0x00, 0x50, 0, 0, 0, 1, 0, 0}, result: "bad-request"},
 		{name: "bad 4a host", request: encodeRequest4(t, 0x01, "bad/host:80", ""), result: "bad-request"},
 		{name: "port 0", request: encodeRequest4(t, 0x01, "127.0.0.1:0", ""), result: "bad-request"},
@@ -70,20 +72,20 @@ func TestSOCKS4Rejected(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &recorder{next: &dial.Direct{}}
+			rec := &dialtest.Recorder{Next: &dial.Direct{}}
 			p := startProxy(t, Config{Dialer: rec, Auth: tc.auth})
-			c := dialProxy(t, p.addr)
+			c := testnet.Dial(t, p.addr)
 			_, err := c.Write(tc.request)
 			require.NoError(t, err)
 			assert.Equal(t, byte(0x5B), readReply4(t, c))
-			requireClosed(t, c)
+			testnet.RequireClosed(t, c)
 			logs := p.tunnelLogs(t, 1)
 			require.Len(t, logs, 1)
 			assert.Equal(t, tc.result, field(logs[0], "result"))
 			if tc.dials {
-				assert.Len(t, rec.requests(), 1)
+				assert.Len(t, rec.Requests(), 1)
 			} else {
-				assert.Empty(t, rec.requests())
+				assert.Empty(t, rec.Requests())
 			}
 		})
 	}
@@ -91,17 +93,17 @@ func TestSOCKS4Rejected(t *testing.T) {
 
 func TestReadRequest4Fields(t *testing.T) {
 	// A user id of exactly maxField4 bytes is accepted.
-	rec := &recorder{next: &dial.Direct{}}
+	rec := &dialtest.Recorder{Next: &dial.Direct{}}
 	p := startProxy(t, Config{Dialer: rec})
-	echo := startEcho(t, "127.0.0.1:0")
+	echo := startEcho(t, "127.0.0.1")
 	user := strings.Repeat("u", maxField4-len("-session-9")) + "-session-9"
-	c := dialProxy(t, p.addr)
+	c := testnet.Dial(t, p.addr)
 	_, err := c.Write(encodeRequest4(t, 0x01, echo, user))
 	require.NoError(t, err)
 	require.Equal(t, byte(0x5A), readReply4(t, c))
 	require.NoError(t, c.Close())
 	p.tunnelLogs(t, 1)
-	reqs := rec.requests()
+	reqs := rec.Requests()
 	require.Len(t, reqs, 1)
 	assert.Equal(t, "9", reqs[0].Session)
 	assert.Len(t, reqs[0].User, maxField4-len("-session-9"))

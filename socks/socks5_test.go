@@ -17,6 +17,8 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
+	"github.com/hopper-proxy/hopper/internal/testnet/dialtest"
 )
 
 // aliceAuth accepts account "alice" with password "secret" as "acct-alice".
@@ -28,7 +30,7 @@ var aliceAuth = dial.AuthenticatorFunc(func(_ context.Context, _ net.Addr, user,
 })
 
 func TestSOCKS5XNetClient(t *testing.T) {
-	echo := startEcho(t, "127.0.0.1:0")
+	echo := startEcho(t, "127.0.0.1")
 	cases := []struct {
 		name string
 		auth dial.Authenticator
@@ -50,18 +52,18 @@ func TestSOCKS5XNetClient(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &recorder{next: &dial.Direct{}}
+			rec := &dialtest.Recorder{Next: &dial.Direct{}}
 			p := startProxy(t, Config{Dialer: rec, Auth: tc.auth})
 			d, err := proxy.SOCKS5("tcp", p.addr, tc.cred, proxy.Direct)
 			require.NoError(t, err)
 			c, err := d.(proxy.ContextDialer).DialContext(context.Background(), "tcp", echo)
 			require.NoError(t, err)
 			require.NoError(t, c.SetDeadline(time.Now().Add(testTimeout)))
-			echoRoundTrip(t, c, "hello through socks5")
+			testnet.EchoRoundTrip(t, c, "hello through socks5")
 			require.NoError(t, c.Close())
 
 			logs := p.tunnelLogs(t, 1)
-			reqs := rec.requests()
+			reqs := rec.Requests()
 			require.Len(t, reqs, 1)
 			got := reqs[0]
 			assert.Equal(t, echo, got.Target)
@@ -88,31 +90,31 @@ func TestSOCKS5XNetClient(t *testing.T) {
 // A client offering both methods gets username/password even with auth off,
 // so that its session controls arrive.
 func TestSOCKS5SelectsUserPassWhenOffered(t *testing.T) {
-	rec := &recorder{next: &dial.Direct{}}
+	rec := &dialtest.Recorder{Next: &dial.Direct{}}
 	p := startProxy(t, Config{Dialer: rec})
-	echo := startEcho(t, "127.0.0.1:0")
-	c := dialProxy(t, p.addr)
+	echo := startEcho(t, "127.0.0.1")
+	c := testnet.Dial(t, p.addr)
 	require.Equal(t, byte(0x02), greet(t, c, 0x00, 0x02))
 	require.Equal(t, byte(0x00), userPass(t, c, "carol-country-fr", "x"))
 	_, err := c.Write(request5(t, 0x01, echo))
 	require.NoError(t, err)
 	require.Equal(t, byte(0x00), readReply5(t, c))
-	echoRoundTrip(t, c, "ping")
+	testnet.EchoRoundTrip(t, c, "ping")
 	require.NoError(t, c.Close())
 	p.tunnelLogs(t, 1)
-	reqs := rec.requests()
+	reqs := rec.Requests()
 	require.Len(t, reqs, 1)
 	assert.Equal(t, "carol", reqs[0].User)
 	assert.Equal(t, "fr", reqs[0].Country)
 }
 
 func TestSOCKS5WrongCredentials(t *testing.T) {
-	rec := &recorder{next: &dial.Direct{}}
+	rec := &dialtest.Recorder{Next: &dial.Direct{}}
 	p := startProxy(t, Config{Dialer: rec, Auth: aliceAuth})
-	c := dialProxy(t, p.addr)
+	c := testnet.Dial(t, p.addr)
 	require.Equal(t, byte(0x02), greet(t, c, 0x00, 0x02))
 	require.Equal(t, byte(0x01), userPass(t, c, "alice-session-1", "hunter2"))
-	requireClosed(t, c)
+	testnet.RequireClosed(t, c)
 
 	logs := p.tunnelLogs(t, 1)
 	require.Len(t, logs, 1)
@@ -121,47 +123,42 @@ func TestSOCKS5WrongCredentials(t *testing.T) {
 	for k, v := range logs[0].ContextMap() {
 		assert.NotContains(t, fmt.Sprint(v), "hunter2", "field %s leaks the password", k)
 	}
-	assert.Empty(t, rec.requests())
+	assert.Empty(t, rec.Requests())
 }
 
 func TestSOCKS5AuthRequired(t *testing.T) {
-	rec := &recorder{next: &dial.Direct{}}
+	rec := &dialtest.Recorder{Next: &dial.Direct{}}
 	p := startProxy(t, Config{Dialer: rec, Auth: aliceAuth})
-	c := dialProxy(t, p.addr)
+	c := testnet.Dial(t, p.addr)
 	require.Equal(t, byte(0xFF), greet(t, c, 0x00))
-	requireClosed(t, c)
+	testnet.RequireClosed(t, c)
 	logs := p.tunnelLogs(t, 1)
 	require.Len(t, logs, 1)
 	assert.Equal(t, "auth-failed", field(logs[0], "result"))
-	assert.Empty(t, rec.requests())
+	assert.Empty(t, rec.Requests())
 }
 
 func TestSOCKS5IPv6Target(t *testing.T) {
-	ln, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Fatalf("no IPv6 loopback: %v", err)
-	}
-	require.NoError(t, ln.Close())
-	echo := startEcho(t, "[::1]:0")
-	rec := &recorder{next: &dial.Direct{}}
+	echo := startEcho(t, "::1") // fails without an IPv6 loopback
+	rec := &dialtest.Recorder{Next: &dial.Direct{}}
 	p := startProxy(t, Config{Dialer: rec})
-	c := dialProxy(t, p.addr)
+	c := testnet.Dial(t, p.addr)
 	require.Equal(t, byte(0x00), connect5(t, c, echo))
-	echoRoundTrip(t, c, "over IPv6")
+	testnet.EchoRoundTrip(t, c, "over IPv6")
 	require.NoError(t, c.Close())
 	p.tunnelLogs(t, 1)
-	reqs := rec.requests()
+	reqs := rec.Requests()
 	require.Len(t, reqs, 1)
 	assert.Equal(t, echo, reqs[0].Target)
 	assert.True(t, strings.HasPrefix(reqs[0].Target, "[::1]:"), reqs[0].Target)
 }
 
 func TestSOCKS5SourceAddress(t *testing.T) {
-	origin := startOrigin(t, "127.0.0.1:0", func(c *net.TCPConn) {
+	origin := startOrigin(t, "127.0.0.1", func(c net.Conn) {
 		_, _ = io.WriteString(c, c.RemoteAddr().(*net.TCPAddr).IP.String())
 	})
 	p := startProxy(t, Config{Dialer: &dial.Direct{LocalIP: net.ParseIP("127.0.0.2")}})
-	c := dialProxy(t, p.addr)
+	c := testnet.Dial(t, p.addr)
 	require.Equal(t, byte(0x00), connect5(t, c, origin))
 	got, err := io.ReadAll(c)
 	require.NoError(t, err)
@@ -172,48 +169,48 @@ func TestSOCKS5SourceAddress(t *testing.T) {
 }
 
 func TestSOCKS5UnsupportedCommands(t *testing.T) {
-	echo := startEcho(t, "127.0.0.1:0")
+	echo := startEcho(t, "127.0.0.1")
 	for _, cmd := range []byte{0x02, 0x03, 0x09} {
 		t.Run(fmt.Sprintf("cmd %#x", cmd), func(t *testing.T) {
-			rec := &recorder{next: &dial.Direct{}}
+			rec := &dialtest.Recorder{Next: &dial.Direct{}}
 			p := startProxy(t, Config{Dialer: rec})
-			c := dialProxy(t, p.addr)
+			c := testnet.Dial(t, p.addr)
 			require.Equal(t, byte(0x00), greet(t, c, 0x00))
 			_, err := c.Write(request5(t, cmd, echo))
 			require.NoError(t, err)
 			assert.Equal(t, byte(0x07), readReply5(t, c))
-			requireClosed(t, c)
+			testnet.RequireClosed(t, c)
 			p.tunnelLogs(t, 1)
-			assert.Empty(t, rec.requests())
+			assert.Empty(t, rec.Requests())
 		})
 	}
 }
 
 func TestUnknownVersion(t *testing.T) {
-	rec := &recorder{next: &dial.Direct{}}
+	rec := &dialtest.Recorder{Next: &dial.Direct{}}
 	p := startProxy(t, Config{Dialer: rec})
-	echo := startEcho(t, "127.0.0.1:0")
+	echo := startEcho(t, "127.0.0.1")
 
 	t.Run("first byte", func(t *testing.T) {
-		c := dialProxy(t, p.addr)
+		c := testnet.Dial(t, p.addr)
 		_, err := c.Write([]byte{0x06, 0x01, 0x00})
 		require.NoError(t, err)
-		requireClosed(t, c)
+		testnet.RequireClosed(t, c)
 		logs := p.tunnelLogs(t, 1)
 		assert.Equal(t, "bad-request", field(logs[len(logs)-1], "result"))
 	})
 	t.Run("request version", func(t *testing.T) {
-		c := dialProxy(t, p.addr)
+		c := testnet.Dial(t, p.addr)
 		require.Equal(t, byte(0x00), greet(t, c, 0x00))
 		req := request5(t, 0x01, echo)
 		req[0] = 0x04
 		_, err := c.Write(req)
 		require.NoError(t, err)
-		requireClosed(t, c)
+		testnet.RequireClosed(t, c)
 		logs := p.tunnelLogs(t, 1)
 		assert.Equal(t, "bad-request", field(logs[len(logs)-1], "result"))
 	})
-	assert.Empty(t, rec.requests())
+	assert.Empty(t, rec.Requests())
 }
 
 // Every failure class reaches the client as DESIGN.md's reply code.
@@ -230,9 +227,9 @@ func TestSOCKS5ErrorReplies(t *testing.T) {
 		code    byte
 		result  string
 	}{
-		{name: "closed port", dialer: &dial.Direct{}, target: closedPort(t), code: 0x05, result: "refused"},
+		{name: "closed port", dialer: &dial.Direct{}, target: testnet.RefusingAddr(t, "127.0.0.1"), code: 0x05, result: "refused"},
 		// Resolution fails or, with no usable resolver, times out: 0x04 either way.
-		{name: "unresolvable", dialer: &dial.Direct{Resolver: noDNS}, target: "nonexistent.invalid:80", timeout: 2 * time.Second, code: 0x04},
+		{name: "unresolvable", dialer: &dial.Direct{Resolver: testnet.NoDNS()}, target: "nonexistent.invalid:80", timeout: 2 * time.Second, code: 0x04},
 		{name: "timeout", dialer: blocking, target: "192.0.2.1:80", timeout: 50 * time.Millisecond, code: 0x04, result: "timeout"},
 		{name: "no upstream", dialer: failing(dial.ErrNoUpstream), target: "example.com:443", code: 0x01, result: "no-upstream"},
 		{name: "denied", dialer: failing(dial.ErrDenied), target: "example.com:443", code: 0x02, result: "denied"},
@@ -244,11 +241,11 @@ func TestSOCKS5ErrorReplies(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &recorder{next: tc.dialer}
+			rec := &dialtest.Recorder{Next: tc.dialer}
 			p := startProxy(t, Config{Dialer: rec, ConnectTimeout: tc.timeout})
-			c := dialProxy(t, p.addr)
+			c := testnet.Dial(t, p.addr)
 			assert.Equal(t, tc.code, connect5(t, c, tc.target))
-			requireClosed(t, c)
+			testnet.RequireClosed(t, c)
 			logs := p.tunnelLogs(t, 1)
 			require.Len(t, logs, 1)
 			if tc.result != "" {
@@ -256,31 +253,26 @@ func TestSOCKS5ErrorReplies(t *testing.T) {
 			}
 			assert.Equal(t, tc.target, field(logs[0], "target"))
 			if tc.result == "bad-request" {
-				assert.Empty(t, rec.requests())
+				assert.Empty(t, rec.Requests())
 				return
 			}
-			require.Len(t, rec.requests(), 1)
-			assert.Equal(t, tc.target, rec.requests()[0].Target)
-			_, hasDeadline := rec.ctxs[0].Deadline()
+			require.Len(t, rec.Requests(), 1)
+			assert.Equal(t, tc.target, rec.Requests()[0].Target)
+			_, hasDeadline := rec.Contexts()[0].Deadline()
 			assert.True(t, hasDeadline, "dial context must carry ConnectTimeout")
 		})
 	}
 }
 
 func TestServeStreamCanceled(t *testing.T) {
-	echo := startEcho(t, "127.0.0.1:0")
+	echo := startEcho(t, "127.0.0.1")
 	srv, err := New(Config{Dialer: &dial.Direct{}})
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
 
 	for _, phase := range []string{"handshake", "tunnel"} {
 		t.Run(phase, func(t *testing.T) {
-			c := dialProxy(t, ln.Addr().String())
-			sc, err := ln.Accept()
-			require.NoError(t, err)
-			defer sc.Close()
+			c, sc := testnet.TCPPair(t)
+			require.NoError(t, c.SetDeadline(time.Now().Add(testTimeout)))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() {
@@ -288,16 +280,8 @@ func TestServeStreamCanceled(t *testing.T) {
 				serveStream(ctx, srv, sc, 0x05)
 			}()
 			if phase == "tunnel" {
-				// The version byte was "read by the listener": send the rest.
-				_, err := c.Write([]byte{0x01, 0x00})
-				require.NoError(t, err)
-				var sel [2]byte
-				_, err = io.ReadFull(c, sel[:])
-				require.NoError(t, err)
-				_, err = c.Write(request5(t, 0x01, echo))
-				require.NoError(t, err)
-				require.Equal(t, byte(0x00), readReply5(t, c))
-				echoRoundTrip(t, c, "before cancel")
+				require.Equal(t, byte(0x00), connect5Rest(t, c, echo))
+				testnet.EchoRoundTrip(t, c, "before cancel")
 			}
 			cancel()
 			select {
@@ -313,17 +297,12 @@ func TestServeStreamHandsTunnelOff(t *testing.T) {
 	// Once the tunnel is up ServeStream returns, so the listener's
 	// goroutine (and the stack the handshake grew) can go; done comes when
 	// the tunnel ends, after its access-log line.
-	echo := startEcho(t, "127.0.0.1:0")
+	echo := startEcho(t, "127.0.0.1")
 	core, logs := observer.New(zapcore.InfoLevel)
 	srv, err := New(Config{Dialer: &dial.Direct{}, Logger: zap.New(core)})
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	c := dialProxy(t, ln.Addr().String())
-	sc, err := ln.Accept()
-	require.NoError(t, err)
-	defer sc.Close()
+	c, sc := testnet.TCPPair(t)
+	require.NoError(t, c.SetDeadline(time.Now().Add(testTimeout)))
 
 	ended := make(chan int, 1)
 	returned := make(chan struct{})
@@ -331,20 +310,13 @@ func TestServeStreamHandsTunnelOff(t *testing.T) {
 		defer close(returned)
 		srv.ServeStream(context.Background(), sc, 0x05, func() { ended <- logs.Len() })
 	}()
-	_, err = c.Write([]byte{0x01, 0x00})
-	require.NoError(t, err)
-	var sel [2]byte
-	_, err = io.ReadFull(c, sel[:])
-	require.NoError(t, err)
-	_, err = c.Write(request5(t, 0x01, echo))
-	require.NoError(t, err)
-	require.Equal(t, byte(0x00), readReply5(t, c))
+	require.Equal(t, byte(0x00), connect5Rest(t, c, echo))
 	select {
 	case <-returned:
 	case <-time.After(testTimeout):
 		t.Fatal("ServeStream still running with the tunnel up")
 	}
-	echoRoundTrip(t, c, "after ServeStream returned")
+	testnet.EchoRoundTrip(t, c, "after ServeStream returned")
 	select {
 	case <-ended:
 		t.Fatal("done called while the tunnel is up")

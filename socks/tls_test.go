@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 	"github.com/hopper-proxy/hopper/judge"
 )
 
@@ -41,7 +42,7 @@ func startTLSProxy(t *testing.T, cfg Config) (*testProxy, *x509.CertPool) {
 // tunnel's lines for HTTP inside TLS do; the same session on a plain
 // connection carries no such field. Both tunnels work end to end.
 func TestSOCKS5InsideTLSLogsTLS(t *testing.T) {
-	echo := startEcho(t, "127.0.0.1:0")
+	echo := startEcho(t, "127.0.0.1")
 	cases := []struct {
 		name    string
 		overTLS bool
@@ -57,15 +58,15 @@ func TestSOCKS5InsideTLSLogsTLS(t *testing.T) {
 			if tc.overTLS {
 				var roots *x509.CertPool
 				p, roots = startTLSProxy(t, cfg)
-				tlsConn := tls.Client(dialProxy(t, p.addr), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+				tlsConn := tls.Client(testnet.Dial(t, p.addr), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
 				require.NoError(t, tlsConn.Handshake())
 				c = tlsConn
 			} else {
 				p = startProxy(t, cfg)
-				c = dialProxy(t, p.addr)
+				c = testnet.Dial(t, p.addr)
 			}
 			require.Equal(t, byte(0x00), connect5(t, c, echo))
-			echoRoundTrip(t, c, "hello through socks5")
+			testnet.EchoRoundTrip(t, c, "hello through socks5")
 			require.NoError(t, c.Close())
 
 			logs := p.tunnelLogs(t, 1)

@@ -3,7 +3,6 @@ package socks
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"io"
 	"net"
@@ -13,11 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // The client half-closes; the target still answers and the answer arrives.
 func TestHalfClose(t *testing.T) {
-	origin := startOrigin(t, "127.0.0.1:0", func(c *net.TCPConn) {
+	origin := startOrigin(t, "127.0.0.1", func(c net.Conn) {
 		n, err := io.Copy(io.Discard, c) // until the client's half-close arrives
 		if err != nil {
 			return
@@ -27,7 +27,7 @@ func TestHalfClose(t *testing.T) {
 	p := startProxy(t, Config{Dialer: &dial.Direct{}})
 	for _, proto := range []string{"socks5", "socks4"} {
 		t.Run(proto, func(t *testing.T) {
-			c := dialProxy(t, p.addr)
+			c := testnet.Dial(t, p.addr)
 			if proto == "socks5" {
 				require.Equal(t, byte(0x00), connect5(t, c, origin))
 			} else {
@@ -41,7 +41,7 @@ func TestHalfClose(t *testing.T) {
 			var n int64
 			require.NoError(t, binary.Read(c, binary.BigEndian, &n))
 			assert.Equal(t, int64(12345), n)
-			requireClosed(t, c)
+			testnet.RequireClosed(t, c)
 			p.tunnelLogs(t, 1)
 		})
 	}
@@ -49,28 +49,14 @@ func TestHalfClose(t *testing.T) {
 
 func TestTransfer10MiB(t *testing.T) {
 	const size = 10 << 20
-	echo := startEcho(t, "127.0.0.1:0")
+	echo := startEcho(t, "127.0.0.1")
 	p := startProxy(t, Config{Dialer: &dial.Direct{}})
-	c := dialProxy(t, p.addr)
+	c := testnet.Dial(t, p.addr)
 	require.Equal(t, byte(0x00), connect5(t, c, echo))
 
 	data := make([]byte, size)
 	_, _ = rand.Read(data)
-	want := sha256.Sum256(data)
-	werr := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		if err == nil {
-			err = c.CloseWrite()
-		}
-		werr <- err
-	}()
-	h := sha256.New()
-	n, err := io.Copy(h, c)
-	require.NoError(t, err)
-	require.NoError(t, <-werr)
-	assert.Equal(t, int64(size), n)
-	assert.Equal(t, want[:], h.Sum(nil), "checksum")
+	testnet.BulkEcho(t, c, data)
 
 	logs := p.tunnelLogs(t, 1)
 	assert.Equal(t, int64(size), field(logs[0], "up"))
@@ -80,7 +66,7 @@ func TestTransfer10MiB(t *testing.T) {
 // Bytes a client sends right behind its request, before reading any reply,
 // reach the target.
 func TestEarlyData(t *testing.T) {
-	echo := startEcho(t, "127.0.0.1:0")
+	echo := startEcho(t, "127.0.0.1")
 	p := startProxy(t, Config{Dialer: &dial.Direct{}})
 	const payload = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 	cases := []struct {
@@ -118,7 +104,7 @@ func TestEarlyData(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialProxy(t, p.addr)
+			c := testnet.Dial(t, p.addr)
 			// One write: the handshake reader sees the payload in its buffer.
 			_, err := c.Write(append(bytes.Clone(tc.head), payload...))
 			require.NoError(t, err)

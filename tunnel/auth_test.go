@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
+	"github.com/hopper-proxy/hopper/internal/testnet/dialtest"
 )
 
 // testAuth accepts alice:secret as account "acct-alice" and counts calls.
@@ -32,10 +34,10 @@ func (a *testAuth) Authenticate(_ context.Context, client net.Addr, user, pass s
 }
 
 func TestAuthRequired(t *testing.T) {
-	origin := serveTCP(t, "127.0.0.1:0", echo)
+	origin := serveTCP(t, testnet.Echo)
 	o := startOrigin(t)
 	auth := &testAuth{}
-	rec := &recordingDialer{next: &dial.Direct{}}
+	rec := &dialtest.Recorder{Next: &dial.Direct{}}
 	p := startProxy(t, Config{Auth: auth, Dialer: rec})
 
 	for name, extra := range map[string]string{
@@ -44,7 +46,7 @@ func TestAuthRequired(t *testing.T) {
 		"not basic":      "Proxy-Authorization: Bearer abc\r\n",
 		"bad base64":     "Proxy-Authorization: Basic !!!\r\n",
 	} {
-		r, body := connectStatus(t, p, origin.addr(), extra)
+		r, body := connectStatus(t, p, origin.Addr(), extra)
 		assert.Equal(t, 407, r.status, name)
 		assert.Equal(t, `Basic realm="hopper"`, r.header.Get("Proxy-Authenticate"), name)
 		assert.NotContains(t, body, "nope", "never echo a password")
@@ -54,20 +56,17 @@ func TestAuthRequired(t *testing.T) {
 		assert.Equal(t, "auth-failed", f["result"])
 		assert.NotContains(t, f["error"], "nope")
 	}
-	assert.Empty(t, rec.requests(), "nothing dialed without credentials")
+	assert.Empty(t, rec.Requests(), "nothing dialed without credentials")
 
 	// Success: CONNECT with controls in the username.
 	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nProxy-Authorization: Basic %s\r\n\r\n",
-		origin.addr(), basic("alice-session-42-country-US", "secret"))
-	require.NoError(t, err)
-	r, err := readResponseHead(c)
-	require.NoError(t, err)
+	r := sendHead(t, c, "CONNECT %s HTTP/1.1\r\nProxy-Authorization: Basic %s\r\n\r\n",
+		origin.Addr(), basic("alice-session-42-country-US", "secret"))
 	require.Equal(t, 200, r.status)
-	echoOnce(t, c, "authed")
-	reqs := rec.requests()
+	testnet.EchoRoundTrip(t, c, "authed")
+	reqs := rec.Requests()
 	require.Len(t, reqs, 1)
-	assert.Equal(t, dial.Request{Target: origin.addr(), Protocol: dial.ProtocolHTTPConnect,
+	assert.Equal(t, dial.Request{Target: origin.Addr(), Protocol: dial.ProtocolHTTPConnect,
 		Client: reqs[0].Client, User: "acct-alice", Session: "42", Country: "us"}, reqs[0])
 	require.NotNil(t, reqs[0].Client)
 
@@ -91,17 +90,14 @@ func TestAuthRequired(t *testing.T) {
 }
 
 func TestAuthOffParsesUsername(t *testing.T) {
-	origin := serveTCP(t, "127.0.0.1:0", echo)
-	rec := &recordingDialer{next: &dial.Direct{}}
+	origin := serveTCP(t, testnet.Echo)
+	rec := &dialtest.Recorder{Next: &dial.Direct{}}
 	p := startProxy(t, Config{Dialer: rec})
 	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nProxy-Authorization: Basic %s\r\nHopper-Country: JP\r\n\r\n",
-		origin.addr(), basic("anyone-session-abc-def", "whatever"))
-	require.NoError(t, err)
-	r, err := readResponseHead(c)
-	require.NoError(t, err)
+	r := sendHead(t, c, "CONNECT %s HTTP/1.1\r\nProxy-Authorization: Basic %s\r\nHopper-Country: JP\r\n\r\n",
+		origin.Addr(), basic("anyone-session-abc-def", "whatever"))
 	require.Equal(t, 200, r.status)
-	reqs := rec.requests()
+	reqs := rec.Requests()
 	require.Len(t, reqs, 1)
 	assert.Equal(t, "anyone", reqs[0].User)
 	assert.Equal(t, "abc-def", reqs[0].Session)

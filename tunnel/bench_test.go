@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 // Benchmarks print figures beside a direct baseline from the same run; they
@@ -26,67 +26,13 @@ import (
 // benchProxy runs a Server for a benchmark, logging nothing.
 func benchProxy(b *testing.B, d dial.Dialer) string {
 	b.Helper()
-	s, err := New(Config{Dialer: d, Logger: zap.NewNop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- s.Serve(context.Background(), ln) }()
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-		<-errc
-	})
-	return ln.Addr().String()
+	return serve(b, newServer(b, Config{Dialer: d, Logger: zap.NewNop()}))
 }
 
 // benchServer is a loopback TCP server for benchmarks.
 func benchServer(b *testing.B, handle func(net.Conn)) string {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = struct{}{}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				handle(c)
-				c.Close()
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			}()
-		}
-	}()
-	b.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	return testnet.Serve(b, testnet.Listen(b, ""), handle).Addr()
 }
 
 // dialVia opens a connection to target, through the proxy at via unless it
@@ -179,7 +125,7 @@ func benchThroughput(b *testing.B, tunnels int, viaHopper bool) {
 func BenchmarkNewTunnels(b *testing.B) {
 	for _, mode := range []string{"direct", "hopper"} {
 		b.Run(mode, func(b *testing.B) {
-			target := benchServer(b, echo)
+			target := benchServer(b, testnet.Echo)
 			via := ""
 			if mode == "hopper" {
 				via = benchProxy(b, &dial.Direct{})
@@ -349,35 +295,8 @@ func rawGet(c net.Conn, request, buf []byte) error {
 // objects. The measurement is made once per run, whatever b.N.
 func BenchmarkIdleTunnelMemory(b *testing.B) {
 	const tunnels = 1000
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var held []net.Conn
-	var mu sync.Mutex
-	acceptDone := make(chan struct{})
-	go func() {
-		defer close(acceptDone)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	s, err := New(Config{Dialer: &dial.Direct{}, Logger: zap.NewNop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	pln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- s.Serve(context.Background(), pln) }()
+	via := benchProxy(b, &dial.Direct{})
+	origin := holdConns(b) // its ends close first, then the proxy shuts down
 
 	measure := func() int64 {
 		runtime.GC()
@@ -388,7 +307,7 @@ func BenchmarkIdleTunnelMemory(b *testing.B) {
 	conns := make([]net.Conn, 0, tunnels)
 	before := measure()
 	for j := 0; j < tunnels; j++ {
-		c, err := dialVia(pln.Addr().String(), ln.Addr().String())
+		c, err := dialVia(via, origin)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -402,13 +321,4 @@ func BenchmarkIdleTunnelMemory(b *testing.B) {
 	for _, c := range conns {
 		c.Close()
 	}
-	ln.Close()
-	<-acceptDone
-	for _, c := range held {
-		c.Close()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	_ = s.Shutdown(ctx)
-	<-errc
 }

@@ -20,13 +20,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 )
 
 func TestConnectEcho(t *testing.T) {
-	origin := serveTCP(t, "127.0.0.1:0", echo)
+	origin := serveTCP(t, testnet.Echo)
 	p := startProxy(t, Config{})
 
-	c := connect(t, p, origin.addr())
+	c := connect(t, p, origin.Addr())
 	_, err := c.Write([]byte("hello"))
 	require.NoError(t, err)
 	got := make([]byte, 5)
@@ -38,7 +39,7 @@ func TestConnectEcho(t *testing.T) {
 	lines := p.waitAccessLines(t, 1)
 	f := fieldsOf(lines[0])
 	assert.Equal(t, "connect", f["proto"])
-	assert.Equal(t, origin.addr(), f["target"])
+	assert.Equal(t, origin.Addr(), f["target"])
 	assert.Equal(t, "direct", f["upstream"])
 	assert.Equal(t, int64(1), f["attempts"])
 	assert.Equal(t, int64(5), f["up"])
@@ -52,24 +53,21 @@ func TestConnectEcho(t *testing.T) {
 // clients doing TLS False Start-like optimistic sends do), reach the target
 // first.
 func TestConnectEarlyBytes(t *testing.T) {
-	origin := serveTCP(t, "127.0.0.1:0", echo)
+	origin := serveTCP(t, testnet.Echo)
 	p := startProxy(t, Config{})
 	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\n\r\nearly-bytes", origin.addr())
-	require.NoError(t, err)
-	r, err := readResponseHead(c)
-	require.NoError(t, err)
+	r := sendHead(t, c, "CONNECT %s HTTP/1.1\r\n\r\nearly-bytes", origin.Addr())
 	require.Equal(t, 200, r.status)
 	assert.Equal(t, "HTTP/1.1 200 Connection established\r\n\r\n", r.raw)
 	got := make([]byte, len("early-bytes"))
-	_, err = io.ReadFull(c, got)
+	_, err := io.ReadFull(c, got)
 	require.NoError(t, err)
 	assert.Equal(t, "early-bytes", string(got))
 }
 
 func TestConnectHalfClose(t *testing.T) {
 	// The origin reads the whole request, then answers and closes.
-	origin := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	origin := serveTCP(t, func(c net.Conn) {
 		req, err := io.ReadAll(c)
 		if err != nil {
 			return
@@ -77,7 +75,7 @@ func TestConnectHalfClose(t *testing.T) {
 		_, _ = fmt.Fprintf(c, "got %d bytes", len(req))
 	})
 	p := startProxy(t, Config{})
-	c := connect(t, p, origin.addr())
+	c := connect(t, p, origin.Addr())
 	_, err := c.Write([]byte("0123456789"))
 	require.NoError(t, err)
 	require.NoError(t, c.CloseWrite())
@@ -101,7 +99,7 @@ func TestConnectLargeTransfer(t *testing.T) {
 
 	// The origin hashes what it receives while sending the same stream back.
 	upSum := make(chan []byte, 1)
-	origin := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	origin := serveTCP(t, func(c net.Conn) {
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() {
@@ -119,7 +117,7 @@ func TestConnectLargeTransfer(t *testing.T) {
 		wg.Wait()
 	})
 	p := startProxy(t, Config{})
-	c := connect(t, p, origin.addr())
+	c := connect(t, p, origin.Addr())
 	require.NoError(t, c.SetDeadline(time.Now().Add(60*time.Second)))
 
 	sendErr := make(chan error, 1)
@@ -147,7 +145,7 @@ func TestConnectLargeTransfer(t *testing.T) {
 
 func TestConnectManyTunnels(t *testing.T) {
 	const tunnels = 1000
-	origin := serveTCP(t, "127.0.0.1:0", echo)
+	origin := serveTCP(t, testnet.Echo)
 	p := startProxy(t, Config{})
 
 	conns := make([]*net.TCPConn, tunnels)
@@ -166,7 +164,7 @@ func TestConnectManyTunnels(t *testing.T) {
 				}
 				conns[i] = c.(*net.TCPConn)
 				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				if _, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\n\r\n", origin.addr()); err != nil {
+				if _, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\n\r\n", origin.Addr()); err != nil {
 					errs <- err
 					return
 				}
@@ -213,11 +211,11 @@ func TestConnectManyTunnels(t *testing.T) {
 }
 
 func TestConnectSourceIP(t *testing.T) {
-	origin := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	origin := serveTCP(t, func(c net.Conn) {
 		_, _ = io.WriteString(c, c.RemoteAddr().(*net.TCPAddr).IP.String())
 	})
 	p := startProxy(t, Config{Dialer: &dial.Direct{LocalIP: net.ParseIP("127.0.0.2")}})
-	c := connect(t, p, origin.addr())
+	c := connect(t, p, origin.Addr())
 	got, err := io.ReadAll(c)
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.2", string(got))
@@ -271,8 +269,8 @@ func TestConnectErrors(t *testing.T) {
 		body        string
 		result      string
 	}{
-		{"closed port", &dial.Direct{}, closedPort(t), 502, "upstream-failed", "connection refused", "refused"},
-		{"unresolvable", &dial.Direct{Resolver: noDNS}, "nonexistent.invalid:443", 502, "upstream-failed", "nonexistent.invalid:443", "unreachable"},
+		{"closed port", &dial.Direct{}, testnet.RefusingAddr(t, "127.0.0.1"), 502, "upstream-failed", "connection refused", "refused"},
+		{"unresolvable", &dial.Direct{Resolver: testnet.NoDNS()}, "nonexistent.invalid:443", 502, "upstream-failed", "nonexistent.invalid:443", "unreachable"},
 		{"timeout", blocking, "example.com:443", 504, "timeout", "timed out", "timeout"},
 		{"no upstream", sentinel(dial.ErrNoUpstream), "example.com:443", 503, "no-upstream", "no upstream", "no-upstream"},
 		{"denied", sentinel(dial.ErrDenied), "example.com:443", 403, "", "denied", "denied"},
@@ -319,10 +317,10 @@ func TestConnectCurlProxytunnel(t *testing.T) {
 
 // A tunnel nothing moves through for IdleTimeout is closed.
 func TestConnectIdleTimeout(t *testing.T) {
-	origin := serveTCP(t, "127.0.0.1:0", echo)
+	origin := serveTCP(t, testnet.Echo)
 	p := startProxy(t, Config{IdleTimeout: 100 * time.Millisecond})
-	c := connect(t, p, origin.addr())
-	echoOnce(t, c, "then silence")
+	c := connect(t, p, origin.Addr())
+	testnet.EchoRoundTrip(t, c, "then silence")
 	_, err := io.ReadAll(c)
 	require.NoError(t, err, "closed by the proxy, not by our deadline")
 	f := fieldsOf(p.waitAccessLines(t, 1)[0])
@@ -336,33 +334,10 @@ func TestIdleTunnelHoldsOnlyTheRelay(t *testing.T) {
 	p := startProxy(t, Config{})
 	// The origin holds its ends without goroutines, and closes them before
 	// the proxy's cleanup waits for the tunnels to end.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var held []net.Conn
-	accepted := make(chan struct{})
-	go func() {
-		defer close(accepted)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-accepted
-		for _, c := range held {
-			_ = c.Close()
-		}
-	})
+	origin := holdConns(t)
 	const tunnels = 20
 	for range tunnels {
-		connect(t, p, ln.Addr().String())
+		connect(t, p, origin)
 	}
 	// The handshake goroutines end just after their 200 went out.
 	var relays, handshakes int

@@ -18,24 +18,26 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
+	"github.com/hopper-proxy/hopper/internal/testnet/dialtest"
 )
 
 func TestForwardHopByHop(t *testing.T) {
 	origin, heads := rawOrigin(t, "HTTP/1.1 200 OK\r\n"+
 		"Connection: X-Bar\r\nX-Bar: 1\r\nKeep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\n"+
 		"Proxy-Connection: keep-alive\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-End: 2\r\nContent-Length: 2\r\n\r\nok")
-	rec := &recordingDialer{next: &dial.Direct{}}
+	rec := &dialtest.Recorder{Next: &dial.Direct{}}
 	p := startProxy(t, Config{Dialer: rec})
 	c := dialProxy(t, p)
 	_, err := fmt.Fprintf(c, "GET http://user:pw@%s/path?q=1#frag HTTP/1.1\r\n"+
 		"Host: wrong.example\r\nConnection: X-Foo, keep-alive\r\nX-Foo: 1\r\nKeep-Alive: 300\r\n"+
 		"Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic %s\r\nProxy-Anything: x\r\n"+
 		"TE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nHopper-Session: s9\r\nHopper-Country: DE\r\nhopper-debug: 1\r\n"+
-		"X-Keep: kept\r\nUser-Agent: test\r\n\r\n", origin.addr(), basic("carol-session-s1", "pw"))
+		"X-Keep: kept\r\nUser-Agent: test\r\n\r\n", origin.Addr(), basic("carol-session-s1", "pw"))
 	require.NoError(t, err)
 
 	got := <-heads
-	assert.Equal(t, "GET /path?q=1 HTTP/1.1\r\nHost: "+origin.addr()+"\r\nX-Keep: kept\r\nUser-Agent: test\r\n\r\n", got)
+	assert.Equal(t, "GET /path?q=1 HTTP/1.1\r\nHost: "+origin.Addr()+"\r\nX-Keep: kept\r\nUser-Agent: test\r\n\r\n", got)
 
 	r, err := readResponseHead(c)
 	require.NoError(t, err)
@@ -49,12 +51,12 @@ func TestForwardHopByHop(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "ok", string(body))
 
-	reqs := rec.requests()
+	reqs := rec.Requests()
 	require.Len(t, reqs, 1)
 	assert.Equal(t, "carol", reqs[0].User)
 	assert.Equal(t, "s9", reqs[0].Session, "header overrides username")
 	assert.Equal(t, "de", reqs[0].Country)
-	assert.Equal(t, origin.addr(), reqs[0].Target)
+	assert.Equal(t, origin.Addr(), reqs[0].Target)
 }
 
 func basic(user, pass string) string {
@@ -68,7 +70,7 @@ func basic(user, pass string) string {
 func TestForwardThroughUpstreamProxy(t *testing.T) {
 	upstream, heads := rawOrigin(t, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nvia")
 	dialer := dial.DialerFunc(func(ctx context.Context, req *dial.Request) (*dial.Outbound, error) {
-		c, err := dial.DialTCP(ctx, nil, upstream.addr())
+		c, err := dial.DialTCP(ctx, nil, upstream.Addr())
 		if err != nil {
 			return nil, err
 		}
@@ -89,7 +91,7 @@ func TestForwardThroughUpstreamProxy(t *testing.T) {
 func TestForwardRetryReused(t *testing.T) {
 	o := startOrigin(t)
 	// A stale keep-alive connection: the peer reads the request and closes.
-	stale := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	stale := serveTCP(t, func(c net.Conn) {
 		_, _ = c.Read(make([]byte, 1024))
 	})
 	for _, reused := range []bool{true, false} {
@@ -97,7 +99,7 @@ func TestForwardRetryReused(t *testing.T) {
 			var calls atomic.Int64
 			dialer := dial.DialerFunc(func(ctx context.Context, req *dial.Request) (*dial.Outbound, error) {
 				if calls.Add(1) == 1 {
-					c, err := dial.DialTCP(ctx, nil, stale.addr())
+					c, err := dial.DialTCP(ctx, nil, stale.Addr())
 					if err != nil {
 						return nil, err
 					}
@@ -133,7 +135,7 @@ func TestForwardErrors(t *testing.T) {
 		hopperError string
 		body        string
 	}{
-		{"GET http://" + closedPort(t) + "/ HTTP/1.1\r\n\r\n", 502, "upstream-failed", "connection refused"},
+		{"GET http://" + testnet.RefusingAddr(t, "127.0.0.1") + "/ HTTP/1.1\r\n\r\n", 502, "upstream-failed", "connection refused"},
 		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "", "this is a proxy"},
 		{"GET https://example.com/ HTTP/1.1\r\n\r\n", 400, "", "CONNECT"},
 		{"POST http://example.com/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "", "Transfer-Encoding"},
@@ -141,10 +143,7 @@ func TestForwardErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		c := dialProxy(t, p)
-		_, err := io.WriteString(c, tc.request)
-		require.NoError(t, err)
-		r, err := readResponseHead(c)
-		require.NoError(t, err)
+		r := sendHead(t, c, "%s", tc.request)
 		body, _ := io.ReadAll(c)
 		assert.Equal(t, tc.status, r.status, tc.request)
 		assert.Equal(t, tc.hopperError, r.header.Get("Hopper-Error"), tc.request)
@@ -178,7 +177,7 @@ func TestForwardPipelined(t *testing.T) {
 func rawOrigin(t *testing.T, reply string) (*tcpServer, <-chan string) {
 	t.Helper()
 	heads := make(chan string, 16)
-	s := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	s := serveTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			var head strings.Builder
@@ -204,45 +203,45 @@ func rawOrigin(t *testing.T, reply string) (*tcpServer, <-chan string) {
 func TestForwardHTTP10Client(t *testing.T) {
 	o := startOrigin(t)
 	p := startProxy(t, Config{})
+	_, body := responseBeforeClose(t, p, "GET %s/hello HTTP/1.0\r\n\r\n", o.URL)
+	assert.Equal(t, "hello from origin", body)
+}
+
+// responseBeforeClose sends a request (format and args as for fmt.Fprintf)
+// to p on a new connection, requires p to close the connection after one
+// response, and returns that response and its body.
+func responseBeforeClose(t *testing.T, p *proxy, format string, args ...any) (*http.Response, string) {
+	t.Helper()
 	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "GET %s/hello HTTP/1.0\r\n\r\n", o.URL)
+	_, err := fmt.Fprintf(c, format, args...)
 	require.NoError(t, err)
 	all, err := io.ReadAll(c)
-	require.NoError(t, err)
+	require.NoError(t, err, "connection closed after the response")
 	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(all)), nil)
 	require.NoError(t, err)
-	b, _ := io.ReadAll(resp.Body)
-	assert.Equal(t, "hello from origin", string(b))
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(b)
 }
 
 // "Connection: close" from the client is honoured and announced.
 func TestForwardConnectionClose(t *testing.T) {
 	o := startOrigin(t)
 	p := startProxy(t, Config{})
-	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "GET %s/hello HTTP/1.1\r\nConnection: close\r\n\r\n", o.URL)
-	require.NoError(t, err)
-	all, err := io.ReadAll(c)
-	require.NoError(t, err, "connection closed after the response")
-	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(all)), nil)
-	require.NoError(t, err)
+	resp, body := responseBeforeClose(t, p, "GET %s/hello HTTP/1.1\r\nConnection: close\r\n\r\n", o.URL)
 	assert.True(t, resp.Close, "Connection: close in the response")
-	b, _ := io.ReadAll(resp.Body)
-	assert.Equal(t, "hello from origin", string(b))
+	assert.Equal(t, "hello from origin", body)
 }
 
 // An origin that accepts a request but never answers gets 504 after the
 // idle timeout.
 func TestForwardOriginTimeout(t *testing.T) {
-	silent := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	silent := serveTCP(t, func(c net.Conn) {
 		_, _ = io.Copy(io.Discard, c)
 	})
 	p := startProxy(t, Config{IdleTimeout: 200 * time.Millisecond})
 	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\n\r\n", silent.addr())
-	require.NoError(t, err)
-	r, err := readResponseHead(c)
-	require.NoError(t, err)
+	r := sendHead(t, c, "GET http://%s/ HTTP/1.1\r\n\r\n", silent.Addr())
 	assert.Equal(t, 504, r.status)
 	assert.Equal(t, "timeout", r.header.Get("Hopper-Error"))
 }
@@ -251,7 +250,7 @@ func TestForwardOriginTimeout(t *testing.T) {
 // such, and the origin connection is not kept.
 func TestForwardClientAbortsBody(t *testing.T) {
 	gotPart := make(chan struct{})
-	origin := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	origin := serveTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		if _, err := http.ReadRequest(br); err != nil {
 			return
@@ -264,11 +263,11 @@ func TestForwardClientAbortsBody(t *testing.T) {
 	})
 	p := startProxy(t, Config{})
 	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "POST http://%s/ HTTP/1.1\r\nContent-Length: 100\r\n\r\npart", origin.addr())
+	_, err := fmt.Fprintf(c, "POST http://%s/ HTTP/1.1\r\nContent-Length: 100\r\n\r\npart", origin.Addr())
 	require.NoError(t, err)
 	<-gotPart
 	require.NoError(t, c.Close())
 	f := fieldsOf(p.waitAccessLines(t, 1)[0])
 	assert.Equal(t, "client-closed", f["result"])
-	assert.Equal(t, int64(4), f["up"].(int64)-int64(len(fmt.Sprintf("POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n\r\n", origin.addr()))))
+	assert.Equal(t, int64(4), f["up"].(int64)-int64(len(fmt.Sprintf("POST / HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n\r\n", origin.Addr()))))
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet/dialtest"
 )
 
 // testOrigin is an HTTP origin with the handlers the forward tests use.
@@ -137,7 +138,7 @@ func TestForwardKeepAlive(t *testing.T) {
 	o := startOrigin(t)
 	idle := &dial.IdlePool{}
 	t.Cleanup(func() { idle.Close() })
-	rec := &recordingDialer{next: &dial.Direct{Idle: idle}}
+	rec := &dialtest.Recorder{Next: &dial.Direct{Idle: idle}}
 	p := startProxy(t, Config{Dialer: rec})
 	client, _ := proxyClient(t, p)
 
@@ -162,7 +163,7 @@ func TestForwardKeepAlive(t *testing.T) {
 	assert.Equal(t, requests-1, reused, "client connection to hopper reused")
 	assert.Equal(t, int64(1), o.newConns.Load(), "one origin connection")
 
-	reqs := rec.requests()
+	reqs := rec.Requests()
 	require.Len(t, reqs, requests)
 	for i, r := range reqs {
 		assert.Equal(t, reqs[0].ConnID, r.ConnID)
@@ -175,7 +176,7 @@ func TestForwardKeepAlive(t *testing.T) {
 func TestForwardBodies(t *testing.T) {
 	o := startOrigin(t)
 	// A raw origin: chunked with one huge chunk, and close-delimited.
-	raw := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	raw := serveTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		req, err := http.ReadRequest(br)
 		if err != nil {
@@ -201,7 +202,7 @@ func TestForwardBodies(t *testing.T) {
 			assert.Equal(t, sumOf(pattern(n)), sumOf([]byte(body)), "%s n=%d", path, n)
 		}
 		for _, path := range []string{"/bigchunk", "/close"} {
-			resp, body := getBody(t, client, fmt.Sprintf("http://%s%s?n=%d", raw.addr(), path, n))
+			resp, body := getBody(t, client, fmt.Sprintf("http://%s%s?n=%d", raw.Addr(), path, n))
 			assert.Equal(t, sumOf(pattern(n)), sumOf([]byte(body)), "%s n=%d", path, n)
 			if path == "/bigchunk" && n > 0 {
 				assert.Equal(t, "t", resp.Trailer.Get("X-Trailer"))
@@ -289,29 +290,20 @@ func TestForwardExpectContinue(t *testing.T) {
 
 	// The 100 Continue arrives before the client sends its body.
 	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "POST http://%s/echo HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", host, host)
-	require.NoError(t, err)
-	r, err := readResponseHead(c)
-	require.NoError(t, err)
+	r := sendHead(t, c, "POST http://%s/echo HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", host, host)
 	require.Equal(t, 100, r.status, r.raw)
-	_, err = io.WriteString(c, "hello")
-	require.NoError(t, err)
-	r, err = readResponseHead(c)
-	require.NoError(t, err)
+	r = sendHead(t, c, "hello")
 	require.Equal(t, 200, r.status, r.raw)
 	n, _ := strconv.Atoi(r.header.Get("Content-Length"))
 	body := make([]byte, n)
-	_, err = io.ReadFull(c, body)
+	_, err := io.ReadFull(c, body)
 	require.NoError(t, err)
 	assert.Equal(t, sumOf([]byte("hello")), string(body))
 
 	// An origin that refuses without reading: the final answer arrives
 	// although the body never does, and the connection closes after it.
 	c = dialProxy(t, p)
-	_, err = fmt.Fprintf(c, "POST http://%s/status?code=417 HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", host, host)
-	require.NoError(t, err)
-	r, err = readResponseHead(c)
-	require.NoError(t, err)
+	r = sendHead(t, c, "POST http://%s/status?code=417 HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", host, host)
 	assert.Equal(t, 417, r.status, r.raw)
 	rest, err := io.ReadAll(c)
 	require.NoError(t, err)

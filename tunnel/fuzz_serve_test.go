@@ -36,27 +36,12 @@ func FuzzServeConn(f *testing.F) {
 	}
 
 	var dials atomic.Int64
-	srv, err := New(Config{Dialer: refusingDialer(&dials), SOCKS: socksMarker, Logger: zap.NewNop(),
-		HeaderTimeout: 2 * time.Second, IdleTimeout: time.Second})
-	if err != nil {
-		f.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background(), ln) }()
-	f.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-served
-	})
+	addr := serve(f, newServer(f, Config{Dialer: refusingDialer(&dials), SOCKS: socksMarker, Logger: zap.NewNop(),
+		HeaderTimeout: 2 * time.Second, IdleTimeout: time.Second}))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		before := dials.Load()
-		resp, readErr := fuzzExchange(t, ln.Addr().String(), data)
+		resp, readErr := fuzzExchange(t, addr, data)
 		checkServeReply(t, data, resp, readErr, dials.Load()-before)
 	})
 }

@@ -1,9 +1,7 @@
 package tunnel
 
 import (
-	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net"
 	"sync/atomic"
@@ -13,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hopper-proxy/hopper/dial"
-	"github.com/hopper-proxy/hopper/judge"
 )
 
 // FuzzServeTLSConn is FuzzServeConn through the HTTPS-proxy front end
@@ -42,12 +39,7 @@ func FuzzServeTLSConn(f *testing.F) {
 		f.Add(true, []byte(s))
 	}
 
-	cert, err := judge.SelfSigned(time.Now(), "127.0.0.1")
-	if err != nil {
-		f.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert.Leaf)
+	cert, roots := selfSigned(f)
 	// Resumed sessions spare each input the certificate signature: what is
 	// fuzzed is what follows the handshake.
 	client := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1",
@@ -58,25 +50,10 @@ func FuzzServeTLSConn(f *testing.F) {
 	// The handshake counts against HeaderTimeout: generous, so that a
 	// loaded machine is no finding. Every input ends with the client's
 	// close, never with the deadline.
-	srv, err := New(Config{Dialer: refusingDialer(&dials), SOCKS: socksMarker, Logger: zap.NewNop(),
+	srv := newServer(f, Config{Dialer: refusingDialer(&dials), SOCKS: socksMarker, Logger: zap.NewNop(),
 		Observer: &obs, TLS: &tls.Config{Certificates: []tls.Certificate{cert}},
 		HeaderTimeout: 5 * time.Second, IdleTimeout: time.Second})
-	if err != nil {
-		f.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background(), ln) }()
-	f.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-served
-	})
+	addr := serve(f, srv)
 
 	f.Fuzz(func(t *testing.T, raw bool, data []byte) {
 		before, failedBefore := dials.Load(), obs.tlsFailed.Load()

@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,30 +41,49 @@ type proxy struct {
 }
 
 // startProxy runs a Server for cfg (Direct dialer and a test logger by
-// default) and shuts it down, checking that Serve returned nil, when the test
-// ends.
+// default) and shuts it down, requiring a graceful end, when the test ends.
 func startProxy(t *testing.T, cfg Config) *proxy {
 	t.Helper()
-	if cfg.Dialer == nil {
-		cfg.Dialer = &dial.Direct{}
-	}
 	core, logs := observer.New(zapcore.InfoLevel)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core))
 	}
+	srv := newServer(t, cfg)
+	return &proxy{srv: srv, addr: serve(t, srv), logs: logs}
+}
+
+// newServer is New(cfg) with a Direct dialer and a test logger unless cfg
+// has its own.
+func newServer(tb testing.TB, cfg Config) *Server {
+	tb.Helper()
+	if cfg.Dialer == nil {
+		cfg.Dialer = &dial.Direct{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zaptest.NewLogger(tb)
+	}
 	srv, err := New(cfg)
-	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(context.Background(), ln) }()
-	t.Cleanup(func() {
+	require.NoError(tb, err)
+	return srv
+}
+
+// serve runs srv on a loopback listener and returns its address. When the
+// test ends srv is shut down, its tunnels given testTimeout to end by
+// themselves; the test fails if they do not, or if Serve fails.
+func serve(tb testing.TB, srv *Server) string {
+	tb.Helper()
+	ln := testnet.Listen(tb, "")
+	testnet.Go(tb, "Serve", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
+	// Registered after testnet.Go, so it runs first: Serve's cancellation
+	// would close live tunnels rather than wait for them.
+	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
-		require.NoError(t, <-errc)
+		if err := srv.Shutdown(ctx); err != nil {
+			tb.Errorf("Shutdown: %v", err)
+		}
 	})
-	return &proxy{srv: srv, addr: ln.Addr().String(), logs: logs}
+	return ln.Addr().String()
 }
 
 // accessLines returns the access-log entries logged so far.
@@ -80,83 +99,61 @@ func (p *proxy) waitAccessLines(t *testing.T, n int) []observer.LoggedEntry {
 	return p.accessLines()
 }
 
-// tcpServer is a loopback TCP server running handle per connection; it
-// closes every connection and waits for its goroutines at cleanup.
+// tcpServer is a loopback test server (testnet.Server) that counts the
+// connections it handled.
 type tcpServer struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	// accepted counts connections.
-	accepted int
+	*testnet.Server
+	handled atomic.Int64
 }
 
-func serveTCP(t *testing.T, addr string, handle func(net.Conn)) *tcpServer {
+// serveTCP runs handle for every connection to a new listener on
+// 127.0.0.1.
+func serveTCP(t *testing.T, handle func(net.Conn)) *tcpServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	require.NoError(t, err)
-	s := &tcpServer{ln: ln, conns: make(map[net.Conn]struct{})}
-	s.wg.Add(1)
+	s := &tcpServer{}
+	s.Server = testnet.Serve(t, testnet.Listen(t, ""), func(c net.Conn) {
+		s.handled.Add(1)
+		handle(c)
+	})
+	return s
+}
+
+// count is how many connections the server handled so far.
+func (s *tcpServer) count() int { return int(s.handled.Load()) }
+
+// holdConns runs an origin that holds every connection it accepts, with no
+// goroutine of its own per connection, until the end of the test, when it
+// closes them; it returns the origin's address. Idle tunnels to it show
+// what hopper alone holds.
+func holdConns(tb testing.TB) string {
+	tb.Helper()
+	ln := testnet.Listen(tb, "")
+	var held []net.Conn
+	accepted := make(chan struct{})
 	go func() {
-		defer s.wg.Done()
+		defer close(accepted)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			s.mu.Lock()
-			s.conns[c] = struct{}{}
-			s.accepted++
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer func() {
-					s.mu.Lock()
-					delete(s.conns, c)
-					s.mu.Unlock()
-					c.Close()
-				}()
-				handle(c)
-			}()
+			held = append(held, c) // read only once accepted is closed
 		}
 	}()
-	t.Cleanup(s.close)
-	return s
-}
-
-func (s *tcpServer) addr() string { return s.ln.Addr().String() }
-
-func (s *tcpServer) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.accepted
-}
-
-func (s *tcpServer) close() {
-	s.ln.Close()
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
-// echo copies a connection back to itself and half-closes after EOF.
-func echo(c net.Conn) {
-	_, _ = io.Copy(c, c)
-	_ = c.(*net.TCPConn).CloseWrite()
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		<-accepted
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String()
 }
 
 // dialProxy opens a raw connection to the proxy under the test deadline.
 func dialProxy(t *testing.T, p *proxy) *net.TCPConn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", p.addr, testTimeout)
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	require.NoError(t, c.SetDeadline(time.Now().Add(testTimeout)))
-	return c.(*net.TCPConn)
+	return testnet.Dial(t, p.addr)
 }
 
 // response is a response head read from a raw connection.
@@ -197,17 +194,51 @@ func readResponseHead(c net.Conn) (response, error) {
 	return r, nil
 }
 
-// connect opens a CONNECT tunnel to target through p and returns the raw
-// connection after a 200.
-func connect(t *testing.T, p *proxy, target string) *net.TCPConn {
+// sendHead writes to c (format and args as for fmt.Fprintf: a request
+// head, maybe with bytes behind it, or a body a 100 Continue asked for) and
+// reads the response head that answers.
+func sendHead(t *testing.T, c net.Conn, format string, args ...any) response {
 	t.Helper()
-	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	_, err := fmt.Fprintf(c, format, args...)
 	require.NoError(t, err)
 	r, err := readResponseHead(c)
-	require.NoError(t, err)
+	require.NoError(t, err, "partial: %q", r.raw)
+	return r
+}
+
+// connectVia opens a CONNECT tunnel to target through the proxy at addr,
+// from the local address src ("" for any), and returns it after a 200.
+func connectVia(t *testing.T, src, addr, target string) *net.TCPConn {
+	t.Helper()
+	c := testnet.DialFrom(t, src, addr)
+	r := sendHead(t, c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
 	require.Equal(t, 200, r.status, r.raw)
 	return c
+}
+
+// connect opens a CONNECT tunnel to target through p.
+func connect(t *testing.T, p *proxy, target string) *net.TCPConn {
+	t.Helper()
+	return connectVia(t, "", p.addr, target)
+}
+
+// connects reports whether a new client from src ("" for any address) gets
+// a CONNECT tunnel to target through the proxy at addr; the connection is
+// closed again. It fails nothing, for require.Eventually.
+func connects(src, addr, target string) bool {
+	d := net.Dialer{Timeout: testTimeout}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(testTimeout))
+	_, _ = fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\n\r\n", target)
+	r, err := readResponseHead(c)
+	return err == nil && r.status == 200
 }
 
 // connectStatus sends a CONNECT for target and returns the response head
@@ -215,38 +246,9 @@ func connect(t *testing.T, p *proxy, target string) *net.TCPConn {
 func connectStatus(t *testing.T, p *proxy, target, extra string) (response, string) {
 	t.Helper()
 	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", target, target, extra)
-	require.NoError(t, err)
-	r, err := readResponseHead(c)
-	require.NoError(t, err)
+	r := sendHead(t, c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", target, target, extra)
 	body, _ := io.ReadAll(c)
 	return r, string(body)
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	return testnet.RefusingAddr(t, "127.0.0.1")
-}
-
-// recordingDialer remembers every request and dials with next.
-type recordingDialer struct {
-	next dial.Dialer
-	mu   sync.Mutex
-	reqs []dial.Request
-}
-
-func (d *recordingDialer) Dial(ctx context.Context, req *dial.Request) (*dial.Outbound, error) {
-	d.mu.Lock()
-	d.reqs = append(d.reqs, *req)
-	d.mu.Unlock()
-	return d.next.Dial(ctx, req)
-}
-
-func (d *recordingDialer) requests() []dial.Request {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([]dial.Request(nil), d.reqs...)
 }
 
 // fieldsOf returns an access-log entry's fields as a map.

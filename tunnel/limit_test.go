@@ -18,6 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
+	"github.com/hopper-proxy/hopper/internal/testnet/dialtest"
 )
 
 func TestMaxConnsPerClientConfig(t *testing.T) {
@@ -54,40 +56,6 @@ func TestClientKey(t *testing.T) {
 	}
 }
 
-// dialFrom connects to addr from the loopback address src, so that tests can
-// play several clients.
-func dialFrom(t *testing.T, src, addr string) *net.TCPConn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: testTimeout}
-	c, err := d.Dial("tcp", addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	require.NoError(t, c.SetDeadline(time.Now().Add(testTimeout)))
-	return c.(*net.TCPConn)
-}
-
-// connectFrom opens a CONNECT tunnel to target through p from src.
-func connectFrom(t *testing.T, p *proxy, src, target string) *net.TCPConn {
-	t.Helper()
-	c := dialFrom(t, src, p.addr)
-	_, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\n\r\n", target)
-	require.NoError(t, err)
-	r, err := readResponseHead(c)
-	require.NoError(t, err)
-	require.Equal(t, 200, r.status, r.raw)
-	return c
-}
-
-// requireClosedWithoutReply checks that the proxy closed c without a byte.
-func requireClosedWithoutReply(t *testing.T, c net.Conn) {
-	t.Helper()
-	b, err := io.ReadAll(c)
-	if err != nil {
-		require.ErrorIs(t, err, syscall.ECONNRESET)
-	}
-	require.Empty(t, b)
-}
-
 func (p *proxy) openConns() int {
 	p.srv.mu.Lock()
 	defer p.srv.mu.Unlock()
@@ -97,42 +65,33 @@ func (p *proxy) openConns() int {
 // One address may hold MaxConnsPerClient connections; the next is closed at
 // once, while other addresses and the address's existing tunnels carry on.
 func TestMaxConnsPerClient(t *testing.T) {
-	origin := serveTCP(t, "127.0.0.1:0", echo)
+	origin := serveTCP(t, testnet.Echo)
 	p := startProxy(t, Config{MaxConnsPerClient: 3})
 
-	tun := connectFrom(t, p, "127.0.0.2", origin.addr())
-	silent := []*net.TCPConn{dialFrom(t, "127.0.0.2", p.addr), dialFrom(t, "127.0.0.2", p.addr)}
-	over := dialFrom(t, "127.0.0.2", p.addr)
-	_, _ = fmt.Fprintf(over, "CONNECT %s HTTP/1.1\r\n\r\n", origin.addr())
-	requireClosedWithoutReply(t, over)
+	tun := connectVia(t, "127.0.0.2", p.addr, origin.Addr())
+	silent := []*net.TCPConn{testnet.DialFrom(t, "127.0.0.2", p.addr), testnet.DialFrom(t, "127.0.0.2", p.addr)}
+	over := testnet.DialFrom(t, "127.0.0.2", p.addr)
+	_, _ = fmt.Fprintf(over, "CONNECT %s HTTP/1.1\r\n\r\n", origin.Addr())
+	testnet.RequireClosed(t, over)
 
 	// Another address is served; the limited address's tunnel flows.
-	other := connectFrom(t, p, "127.0.0.3", origin.addr())
-	echoOnce(t, other, "other client")
+	other := connectVia(t, "127.0.0.3", p.addr, origin.Addr())
+	testnet.EchoRoundTrip(t, other, "other client")
 	require.NoError(t, other.Close())
-	echoOnce(t, tun, "still flowing")
+	testnet.EchoRoundTrip(t, tun, "still flowing")
 
 	// A slot freed is a slot available again.
 	require.NoError(t, silent[0].Close())
-	require.Eventually(t, func() bool {
-		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).Dial("tcp", p.addr)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(testTimeout))
-		_, _ = fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\n\r\n", origin.addr())
-		r, err := readResponseHead(c)
-		return err == nil && r.status == 200
-	}, testTimeout, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return connects("127.0.0.2", p.addr, origin.Addr()) },
+		testTimeout, 10*time.Millisecond)
 
 	// The machine's own address is not limited.
 	var local []net.Conn
 	for i := 0; i < 5; i++ {
-		local = append(local, connectFrom(t, p, "127.0.0.1", origin.addr()))
+		local = append(local, connectVia(t, "127.0.0.1", p.addr, origin.Addr()))
 	}
 	for _, c := range local {
-		echoOnce(t, c, "local")
+		testnet.EchoRoundTrip(t, c, "local")
 		require.NoError(t, c.Close())
 	}
 
@@ -150,12 +109,12 @@ func TestMaxConnsPerClient(t *testing.T) {
 // refused connection closed at once, and a well-behaved client from another
 // address is served throughout.
 func TestConnectionFloodFromOneAddress(t *testing.T) {
-	origin := serveTCP(t, "127.0.0.1:0", echo)
+	origin := serveTCP(t, testnet.Echo)
 	p := startProxy(t, Config{HeaderTimeout: testTimeout})
 	const flood = DefaultMaxConnsPerClient + 100
 	conns := make([]*net.TCPConn, flood)
 	for i := range conns {
-		conns[i] = dialFrom(t, "127.0.0.40", p.addr)
+		conns[i] = testnet.DialFrom(t, "127.0.0.40", p.addr)
 	}
 	// The refused ones end with no reply while the admitted ones stay open.
 	// One shared deadline, read from every connection at once.
@@ -176,7 +135,7 @@ func TestConnectionFloodFromOneAddress(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, int64(flood-DefaultMaxConnsPerClient), closed.Load())
 	assert.Equal(t, DefaultMaxConnsPerClient, p.openConns())
-	echoOnce(t, connectFrom(t, p, "127.0.0.41", origin.addr()), "served during a flood")
+	testnet.EchoRoundTrip(t, connectVia(t, "127.0.0.41", p.addr, origin.Addr()), "served during a flood")
 }
 
 // slowClient is one slowloris connection and how it misbehaves.
@@ -197,7 +156,7 @@ func TestSlowloris(t *testing.T) {
 		addrs         = 20
 		headerTimeout = 3 * time.Second
 	)
-	origin := serveTCP(t, "127.0.0.1:0", echo)
+	origin := serveTCP(t, testnet.Echo)
 	// A SOCKS handler reads its greeting under the header deadline tunnel
 	// leaves set, as the real one does.
 	socksH := StreamHandlerFunc(func(ctx context.Context, conn net.Conn, first byte, done func()) {
@@ -206,7 +165,7 @@ func TestSlowloris(t *testing.T) {
 	})
 	p := startProxy(t, Config{HeaderTimeout: headerTimeout, SOCKS: socksH})
 
-	established := connectFrom(t, p, "127.0.0.1", origin.addr())
+	established := connectVia(t, "127.0.0.1", p.addr, origin.Addr())
 	require.NoError(t, established.SetDeadline(time.Time{}))
 	stopPing := make(chan struct{})
 	var pings atomic.Int64
@@ -218,8 +177,8 @@ func TestSlowloris(t *testing.T) {
 	start := time.Now()
 	kinds := []slowClient{
 		{first: ""},
-		{first: "GET http://" + origin.addr() + "/ HTTP/1.1\r\nHost: x\r\n", drip: true},
-		{first: "CONNECT " + origin.addr() + " HTTP/1.1\r\n"},
+		{first: "GET http://" + origin.Addr() + "/ HTTP/1.1\r\nHost: x\r\n", drip: true},
+		{first: "CONNECT " + origin.Addr() + " HTTP/1.1\r\n"},
 		{first: "\x05\x02", drip: false},
 		{first: "G", drip: true},
 	}
@@ -228,7 +187,7 @@ func TestSlowloris(t *testing.T) {
 		src := fmt.Sprintf("127.0.0.%d", 10+a)
 		for i := 0; i < perAddr; i++ {
 			sc := kinds[len(slow)%len(kinds)]
-			sc.conn = dialFrom(t, src, p.addr)
+			sc.conn = testnet.DialFrom(t, src, p.addr)
 			if sc.first != "" {
 				_, err := io.WriteString(sc.conn, sc.first)
 				require.NoError(t, err)
@@ -253,8 +212,8 @@ func TestSlowloris(t *testing.T) {
 	// the established tunnel flows.
 	require.Eventually(t, func() bool { return p.openConns() >= len(slow)+1 }, headerTimeout, 5*time.Millisecond)
 	require.Less(t, time.Since(start), headerTimeout, "flood took longer to open than the header timeout; the test proves nothing")
-	newcomer := connectFrom(t, p, "127.0.0.1", origin.addr())
-	echoOnce(t, newcomer, "served under slowloris")
+	newcomer := connectVia(t, "127.0.0.1", p.addr, origin.Addr())
+	testnet.EchoRoundTrip(t, newcomer, "served under slowloris")
 	before := pings.Load()
 	require.Eventually(t, func() bool { return pings.Load() > before+3 }, testTimeout, time.Millisecond,
 		"the established tunnel keeps flowing")
@@ -271,7 +230,7 @@ func TestSlowloris(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return p.openConns() == 2 }, testTimeout, 10*time.Millisecond,
 		"only the two tunnels remain")
-	echoOnce(t, newcomer, "still here")
+	testnet.EchoRoundTrip(t, newcomer, "still here")
 
 	close(stopPing)
 	require.NoError(t, <-pingErr)
@@ -324,13 +283,7 @@ func drip(slow []slowClient, stop <-chan struct{}) {
 // maybe a moment before ctx is done, still yields 504: establishment timed
 // out, whatever the dialer's error says.
 func TestConnectDeadlineIsTimeout(t *testing.T) {
-	stalled := dial.DialerFunc(func(ctx context.Context, req *dial.Request) (*dial.Outbound, error) {
-		dl, _ := ctx.Deadline()
-		time.Sleep(time.Until(dl))
-		return nil, &dial.Error{Upstream: "http://stalled", Target: req.Target, Attempt: 1,
-			Err: fmt.Errorf("%w: upstream handshake: i/o timeout", dial.ErrUpstream)}
-	})
-	p := startProxy(t, Config{Dialer: stalled, ConnectTimeout: 50 * time.Millisecond})
+	p := startProxy(t, Config{Dialer: dialtest.MissesDeadline(), ConnectTimeout: 50 * time.Millisecond})
 	for i := 0; i < 5; i++ {
 		r, _ := connectStatus(t, p, "example.com:443", "")
 		assert.Equal(t, 504, r.status)

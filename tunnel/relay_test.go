@@ -10,32 +10,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hopper-proxy/hopper/internal/testnet"
 	"github.com/hopper-proxy/hopper/relay"
 )
 
 // Tests for relay.Pipe, the copy loop every tunnel here runs on.
-
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	b := <-accepted
-	require.NotNil(t, b)
-	t.Cleanup(func() { a.Close(); b.Close() })
-	for _, c := range []net.Conn{a, b} {
-		require.NoError(t, c.SetDeadline(time.Now().Add(testTimeout)))
-	}
-	return a.(*net.TCPConn), b.(*net.TCPConn)
-}
 
 type pipeResult struct {
 	res relay.Result
@@ -46,11 +25,12 @@ type pipeResult struct {
 // outer ends: client talks to server through the relay.
 func startPipe(t *testing.T, idle time.Duration) (client, server *net.TCPConn, done <-chan pipeResult) {
 	t.Helper()
-	client, in := tcpPair(t)
-	out, server := tcpPair(t)
-	// relay sets its own deadlines; clear the ones tcpPair set.
-	require.NoError(t, in.SetDeadline(time.Time{}))
-	require.NoError(t, out.SetDeadline(time.Time{}))
+	client, in := testnet.TCPPair(t)
+	out, server := testnet.TCPPair(t)
+	// The test's ends are bounded; the relay sets its own deadlines.
+	for _, c := range []*net.TCPConn{client, server} {
+		require.NoError(t, c.SetDeadline(time.Now().Add(testTimeout)))
+	}
 	ch := make(chan pipeResult, 1)
 	go func() {
 		res, err := relay.Pipe(in, out, idle)

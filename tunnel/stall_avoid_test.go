@@ -7,13 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet/dialtest"
 )
 
 // exit is one way out of exitDialer: a label and the address it leads to.
@@ -24,15 +24,17 @@ type exit struct{ label, addr string }
 // unless it avoids that one (dial.Request.Avoid), then through the next.
 // It records the requests it was given.
 type exitDialer struct {
+	dialtest.Recorder
 	exits []exit
-	mu    sync.Mutex
-	reqs  []dial.Request
 }
 
-func (d *exitDialer) Dial(ctx context.Context, req *dial.Request) (*dial.Outbound, error) {
-	d.mu.Lock()
-	d.reqs = append(d.reqs, *req)
-	d.mu.Unlock()
+func newExitDialer(exits ...exit) *exitDialer {
+	d := &exitDialer{exits: exits}
+	d.Next = dial.DialerFunc(d.dialExit)
+	return d
+}
+
+func (d *exitDialer) dialExit(ctx context.Context, req *dial.Request) (*dial.Outbound, error) {
 	e := d.exits[0]
 	if req.Avoid == e.label && len(d.exits) > 1 {
 		e = d.exits[1]
@@ -46,11 +48,9 @@ func (d *exitDialer) Dial(ctx context.Context, req *dial.Request) (*dial.Outboun
 
 // avoided lists the Avoid of every request dialled so far.
 func (d *exitDialer) avoided() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]string, len(d.reqs))
-	for i, r := range d.reqs {
-		out[i] = r.Avoid
+	var out []string
+	for _, r := range d.Requests() {
+		out = append(out, r.Avoid)
 	}
 	return out
 }
@@ -62,7 +62,7 @@ func TestForwardStallRetryAvoidsUpstream(t *testing.T) {
 	o := startOrigin(t)
 	originAddr := mustHost(t, o.URL)
 	stall, _ := stallOrigin(t, "")
-	d := &exitDialer{exits: []exit{{"http://stall", stall.addr()}, {"http://good", originAddr}}}
+	d := newExitDialer(exit{"http://stall", stall.Addr()}, exit{"http://good", originAddr})
 	failures := &failureLog{}
 	p := startProxy(t, Config{Dialer: d, ResponseHeaderTimeout: stallWait, Failures: failures})
 	c := dialProxy(t, p)
@@ -109,14 +109,11 @@ func TestForwardStallRetryNoOtherUpstream(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			stall, _ := stallOrigin(t, "")
-			d := &exitDialer{exits: []exit{{"http://stall", stall.addr()}, {"http://good", originAddr}}[:tc.exits]}
+			d := newExitDialer([]exit{{"http://stall", stall.Addr()}, {"http://good", originAddr}}[:tc.exits]...)
 			failures := &failureLog{}
 			p := startProxy(t, Config{Dialer: d, ResponseHeaderTimeout: stallWait, Failures: failures})
 			c := dialProxy(t, p)
-			_, err := fmt.Fprintf(c, tc.request, originAddr)
-			require.NoError(t, err)
-			r, err := readResponseHead(c)
-			require.NoError(t, err)
+			r := sendHead(t, c, tc.request, originAddr)
 			assert.Equal(t, 504, r.status)
 			assert.Equal(t, "timeout", r.header.Get("Hopper-Error"))
 			assert.Equal(t, tc.avoided, d.avoided())

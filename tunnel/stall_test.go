@@ -29,7 +29,7 @@ const stallWait = 250 * time.Millisecond
 func stallOrigin(t *testing.T, reply string) (*tcpServer, <-chan struct{}) {
 	t.Helper()
 	closed := make(chan struct{}, 16)
-	s := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	s := serveTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		if _, err := http.ReadRequest(br); err != nil {
 			return
@@ -42,6 +42,16 @@ func stallOrigin(t *testing.T, reply string) (*tcpServer, <-chan struct{}) {
 		closed <- struct{}{}
 	})
 	return s, closed
+}
+
+// waitClosed waits until stallOrigin reports a connection ended on closed.
+func waitClosed(t *testing.T, closed <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-closed:
+	case <-time.After(testTimeout):
+		t.Fatal("the stalled connection stayed open")
+	}
 }
 
 // failureLog is a FailureReporter that remembers what it was told.
@@ -108,7 +118,7 @@ func TestForwardStallRetried(t *testing.T) {
 	for _, method := range []string{"GET", "HEAD", "OPTIONS"} {
 		t.Run(method, func(t *testing.T) {
 			stall, closed := stallOrigin(t, "")
-			d := &stallDialer{stall: stall.addr(), stalls: 1}
+			d := &stallDialer{stall: stall.Addr(), stalls: 1}
 			failures := &failureLog{}
 			p := startProxy(t, Config{Dialer: d, ResponseHeaderTimeout: stallWait, Failures: failures})
 			client, _ := proxyClient(t, p)
@@ -126,11 +136,7 @@ func TestForwardStallRetried(t *testing.T) {
 			}
 			assert.Equal(t, int64(2), d.calls.Load(), "one more dial after the stall")
 			assert.Equal(t, []bool{false}, d.releases(), "the stalled connection is not kept")
-			select {
-			case <-closed:
-			case <-time.After(testTimeout):
-				t.Fatal("the stalled connection stayed open")
-			}
+			waitClosed(t, closed)
 			ups, errs := failures.got()
 			assert.Equal(t, []string{"http://stall"}, ups)
 			require.Len(t, errs, 1)
@@ -161,27 +167,20 @@ func TestForwardStallNotRetried(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			stall, closed := stallOrigin(t, tc.reply)
-			d := &stallDialer{stall: stall.addr(), stalls: 2}
+			d := &stallDialer{stall: stall.Addr(), stalls: 2}
 			failures := &failureLog{}
 			p := startProxy(t, Config{Dialer: d, ResponseHeaderTimeout: stallWait, Failures: failures})
 			c := dialProxy(t, p)
-			_, err := fmt.Fprintf(c, tc.request, stall.addr())
-			require.NoError(t, err)
-			r, err := readResponseHead(c)
-			require.NoError(t, err)
+			r := sendHead(t, c, tc.request, stall.Addr())
 			body, _ := io.ReadAll(c)
 
 			assert.Equal(t, 504, r.status)
 			assert.Equal(t, "timeout", r.header.Get("Hopper-Error"))
-			assert.Equal(t, fmt.Sprintf("hopper: no response from %s within %v\n", stall.addr(), stallWait), string(body))
+			assert.Equal(t, fmt.Sprintf("hopper: no response from %s within %v\n", stall.Addr(), stallWait), string(body))
 			assert.Equal(t, strconv.Itoa(len(body)), r.header.Get("Content-Length"))
 			assert.Equal(t, int64(1), d.calls.Load(), "not sent again")
 			assert.Equal(t, []bool{false}, d.releases())
-			select {
-			case <-closed:
-			case <-time.After(testTimeout):
-				t.Fatal("the stalled connection stayed open")
-			}
+			waitClosed(t, closed)
 			ups, _ := failures.got()
 			assert.Equal(t, []string{"http://stall"}, ups)
 
@@ -198,14 +197,11 @@ func TestForwardStallNotRetried(t *testing.T) {
 // attempts, each counted against its upstream.
 func TestForwardStallRetriedOnce(t *testing.T) {
 	stall, _ := stallOrigin(t, "")
-	d := &stallDialer{stall: stall.addr(), stalls: 10}
+	d := &stallDialer{stall: stall.Addr(), stalls: 10}
 	failures := &failureLog{}
 	p := startProxy(t, Config{Dialer: d, ResponseHeaderTimeout: stallWait, Failures: failures})
 	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\n\r\n", stall.addr())
-	require.NoError(t, err)
-	r, err := readResponseHead(c)
-	require.NoError(t, err)
+	r := sendHead(t, c, "GET http://%s/ HTTP/1.1\r\n\r\n", stall.Addr())
 	assert.Equal(t, 504, r.status)
 	assert.Equal(t, "timeout", r.header.Get("Hopper-Error"))
 	assert.Equal(t, int64(2), d.calls.Load())
@@ -244,7 +240,7 @@ func TestForwardStallTimerStartsAfterBody(t *testing.T) {
 // streams for longer is relayed whole.
 func TestForwardStallTimerStopsAtHead(t *testing.T) {
 	const chunks = 4
-	origin := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	origin := serveTCP(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		req, err := http.ReadRequest(br)
 		if err != nil {
@@ -262,7 +258,7 @@ func TestForwardStallTimerStopsAtHead(t *testing.T) {
 	})
 	p := startProxy(t, Config{ResponseHeaderTimeout: stallWait})
 	c := dialProxy(t, p)
-	_, err := fmt.Fprintf(c, "POST http://%s/ HTTP/1.1\r\nContent-Length: 2\r\n\r\na", origin.addr())
+	_, err := fmt.Fprintf(c, "POST http://%s/ HTTP/1.1\r\nContent-Length: 2\r\n\r\na", origin.Addr())
 	require.NoError(t, err)
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)

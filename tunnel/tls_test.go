@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -22,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hopper-proxy/hopper/dial"
+	"github.com/hopper-proxy/hopper/internal/testnet"
 	"github.com/hopper-proxy/hopper/judge"
 )
 
@@ -29,12 +29,19 @@ import (
 // certificate for 127.0.0.1, and returns it with a pool trusting it.
 func tlsProxy(t *testing.T, cfg Config) (*proxy, *x509.CertPool) {
 	t.Helper()
-	cert, err := judge.SelfSigned(time.Now(), "127.0.0.1")
-	require.NoError(t, err)
+	cert, roots := selfSigned(t)
 	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	return startProxy(t, cfg), roots
+}
+
+// selfSigned returns a certificate for 127.0.0.1 and a pool trusting it.
+func selfSigned(tb testing.TB) (tls.Certificate, *x509.CertPool) {
+	tb.Helper()
+	cert, err := judge.SelfSigned(time.Now(), "127.0.0.1")
+	require.NoError(tb, err)
 	roots := x509.NewCertPool()
 	roots.AddCert(cert.Leaf)
-	return startProxy(t, cfg), roots
+	return cert, roots
 }
 
 // tlsProxyClient returns an http.Client that uses p as an HTTPS proxy and
@@ -95,32 +102,15 @@ func TestTLSProxyForwardAndConnect(t *testing.T) {
 // each way: the client's close_notify reaches the target as EOF, the
 // target's EOF reaches the client as close_notify.
 func TestTLSProxyConnectBulkHalfClose(t *testing.T) {
-	origin := serveTCP(t, "127.0.0.1:0", echo)
+	origin := serveTCP(t, testnet.Echo)
 	p, roots := tlsProxy(t, Config{})
 	c := dialTLSProxy(t, p, roots)
 	assert.Equal(t, "http/1.1", c.ConnectionState().NegotiatedProtocol)
-	_, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", origin.addr(), origin.addr())
-	require.NoError(t, err)
-	r, err := readResponseHead(c)
-	require.NoError(t, err)
+	r := sendHead(t, c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", origin.Addr(), origin.Addr())
 	require.Equal(t, 200, r.status, r.raw)
 
 	const size = 8 << 20
-	data := pattern(size)
-	werr := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		if err == nil {
-			err = c.CloseWrite()
-		}
-		werr <- err
-	}()
-	h := sha256.New()
-	n, err := io.Copy(h, c)
-	require.NoError(t, err)
-	require.NoError(t, <-werr)
-	assert.Equal(t, int64(size), n)
-	assert.Equal(t, sha256.Sum256(data), [32]byte(h.Sum(nil)))
+	testnet.BulkEcho(t, c, pattern(size))
 	require.NoError(t, c.Close())
 
 	f := fieldsOf(p.waitAccessLines(t, 1)[0])

@@ -55,13 +55,13 @@ func TestForwardWebSocket(t *testing.T) {
 
 // A 101 the client did not ask for is refused.
 func TestForwardUnexpectedUpgrade(t *testing.T) {
-	origin := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	origin := serveTCP(t, func(c net.Conn) {
 		_, _ = c.Read(make([]byte, 4096))
 		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
 	})
 	p := startProxy(t, Config{})
 	client, _ := proxyClient(t, p)
-	resp, body := getBody(t, client, "http://"+origin.addr()+"/")
+	resp, body := getBody(t, client, "http://"+origin.Addr()+"/")
 	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
 	assert.Contains(t, body, "101")
 }

@@ -2,9 +2,12 @@
 // that each package's tests keep only the behaviour they inject:
 //
 //   - addresses: RefusingAddr, a port that refuses for the whole test;
+//     NoDNS, a resolver that never leaves the machine;
 //   - servers: Listen, Server (an accept loop that tracks and closes its
-//     connections), Go (a background Serve/Run stopped and checked at the
-//     end of the test), TCPPair;
+//     connections), Echo (its simplest handler), Go (a background
+//     Serve/Run stopped and checked at the end of the test), TCPPair;
+//   - clients: Dial and DialFrom (connections bounded in time), and the
+//     checks EchoRoundTrip, BulkEcho and RequireClosed;
 //   - protocol pieces of test proxies and origins: the server side of a
 //     SOCKS5 handshake (RFC 1928/1929), one HTTP forwarding exchange, and a
 //     raw HTTP/2 client that shows a chosen fingerprint.
@@ -13,7 +16,8 @@
 // connection stays in the test that needs it. It is imported only from
 // _test.go files, and imports nothing of hopper's but the leaf package
 // fingerprint, so that the tests of every package but fingerprint may use
-// it (deps_test.go keeps both so).
+// it (deps_test.go keeps both so). Fakes of dial's contracts live apart,
+// in dialtest.
 package testnet
 
 import (
