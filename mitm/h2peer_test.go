@@ -255,6 +255,11 @@ func TestH2ReceiveFlowControl(t *testing.T) {
 	for i := 0; i < 8; i++ { // 128 KiB: the whole stream window
 		require.NoError(t, peer.fr.WriteData(id, false, chunk))
 	}
+	// The ack follows the DATA frames through the frame reader, so all of
+	// them are buffered before the first Read (which otherwise may find
+	// only part of them and give back what it found instead of 70000).
+	require.NoError(t, peer.fr.WritePing(false, [8]byte{1}))
+	require.True(t, readUntil[*http2.PingFrame](peer).IsAck())
 	buf := make([]byte, 70000)
 	_, err := io.ReadFull(r.resp.Body, buf)
 	require.NoError(t, err)
@@ -283,6 +288,44 @@ func TestH2ReceiveFlowControl(t *testing.T) {
 	_, err = io.ReadAll(r.resp.Body)
 	assert.Error(t, err)
 	r.resp.Body.Close()
+}
+
+// Trailers reach resp.Trailer only when the body's Read returns EOF, as
+// net/http has it: a caller may look at resp.Trailer whenever it is not
+// reading the body, and httputil.ReverseProxy lists the announced keys
+// before it copies the body, while the origin's trailers may already be
+// arriving. The frame reader filling the map then was a data race, which
+// -race reports here: the keys are read on a goroutine of their own while
+// the trailers arrive.
+func TestH2TrailersWaitForTheBodysEnd(t *testing.T) {
+	cc, peer := newRawPeer(t, profile(t, "chrome"))
+	res, id := startRequest(t, cc, peer, newReq(t, context.Background(), http.MethodGet, "https://shop.example/", nil))
+	require.NoError(t, peer.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true,
+		BlockFragment: peer.block(":status", "200", "trailer", "x-checksum")}))
+	r := <-res
+	require.NoError(t, r.err)
+	announced := make(chan []string, 1)
+	go func() {
+		var keys []string
+		for k := range r.resp.Trailer {
+			keys = append(keys, k)
+		}
+		announced <- keys
+	}()
+	require.NoError(t, peer.fr.WriteData(id, false, []byte("body")))
+	require.NoError(t, peer.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, EndStream: true,
+		BlockFragment: peer.block("x-checksum", "abc")}))
+	require.NoError(t, peer.fr.WritePing(false, [8]byte{7}))
+	ack := readUntil[*http2.PingFrame](peer) // answered after the trailers were read
+	require.True(t, ack.IsAck())
+	assert.Equal(t, []string{"X-Checksum"}, <-announced)
+	assert.Nil(t, r.resp.Trailer["X-Checksum"], "no value before the body's end")
+
+	body, err := io.ReadAll(r.resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "body", string(body))
+	assert.Equal(t, []string{"abc"}, r.resp.Trailer["X-Checksum"], "the value once Read returned EOF")
+	require.NoError(t, r.resp.Body.Close())
 }
 
 func TestH2AnswersPingAndSettings(t *testing.T) {

@@ -197,7 +197,8 @@ func responseHeader(f *http2.MetaHeadersFrame) (header, trailer http.Header) {
 	return header, trailer
 }
 
-// onTrailersLocked stores a response's trailers, which end its stream. It
+// onTrailersLocked keeps a response's trailers, which end its stream, for
+// the body's reader to put in resp.Trailer at EOF (h2Stream.trailer). It
 // reports false, having failed the stream, when the frame cannot be
 // trailers; the caller resets the stream.
 func (cc *h2Conn) onTrailersLocked(s *h2Stream, f *http2.MetaHeadersFrame) bool {
@@ -205,15 +206,12 @@ func (cc *h2Conn) onTrailersLocked(s *h2Stream, f *http2.MetaHeadersFrame) bool 
 		s.endLocked(errors.New("HEADERS after the response that do not end the stream"))
 		return false
 	}
-	t := s.resp.Trailer
-	if t == nil {
-		t = make(http.Header)
-	}
+	t := make(http.Header)
 	for _, hf := range f.RegularFields() {
 		key := http.CanonicalHeaderKey(hf.Name)
 		t[key] = append(t[key], hf.Value)
 	}
-	s.resp.Trailer = t // read by the body's reader after EOF, under cc.mu
+	s.trailer = t
 	s.remoteEnd = true
 	if s.localEnd {
 		cc.removeStreamLocked(s)

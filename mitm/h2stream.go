@@ -31,6 +31,7 @@ type h2Stream struct {
 	respCh      chan struct{} // closed once resp or err is set
 	signalled   bool
 	buf         bytes.Buffer // response body bytes not yet read
+	trailer     http.Header  // trailers received, not yet in resp.Trailer
 	remoteEnd   bool         // the origin sent END_STREAM
 	localEnd    bool         // we sent END_STREAM or RST_STREAM
 	err         error        // why the stream failed; nil while it works or after a clean end
@@ -265,9 +266,30 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		cc.mu.Unlock()
 		return 0, err
 	}
+	s.takeTrailersLocked()
 	cc.mu.Unlock()
 	s.stopWatching()
 	return 0, io.EOF
+}
+
+// takeTrailersLocked moves the trailers received into resp.Trailer. Only
+// the body's reader calls it, at EOF or on a clean Close: net/http lets a
+// caller read resp.Trailer whenever it is not calling Read (ReverseProxy
+// lists the announced keys before copying the body), so the frame reader,
+// which may meet the trailers at any moment, must not touch the map.
+func (s *h2Stream) takeTrailersLocked() {
+	if s.trailer == nil {
+		return
+	}
+	t := s.resp.Trailer
+	if t == nil {
+		t = make(http.Header, len(s.trailer))
+		s.resp.Trailer = t
+	}
+	for k, vs := range s.trailer {
+		t[k] = append(t[k], vs...)
+	}
+	s.trailer = nil
 }
 
 // stopWatching stops watching the request's context: the response is
@@ -294,6 +316,9 @@ func (b *h2Body) Close() error {
 	}
 	s.bodyClosed = true
 	clean := s.remoteEnd && s.buf.Len() == 0 && s.err == nil
+	if clean {
+		s.takeTrailersLocked()
+	}
 	cc.cond.Broadcast()
 	cc.mu.Unlock()
 	if !clean {

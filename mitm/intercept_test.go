@@ -386,6 +386,29 @@ func TestOriginHeadersReachTheClientUnchanged(t *testing.T) {
 	assert.Empty(t, resp.Header.Get("Date"), "no Date added")
 }
 
+// Trailers an origin sends after its body reach the client after the body.
+// (Not to an HTTP/1.1 client from an HTTP/2 origin that also sends
+// Content-Length, as Go's server does for a short body: the length goes on
+// and leaves no room for trailers, as with httputil.ReverseProxy alone.)
+func TestOriginTrailersReachTheClient(t *testing.T) {
+	for _, tc := range []struct{ originH2, cliH2 bool }{{true, true}, {false, true}, {false, false}} {
+		t.Run(fmt.Sprintf("origin h2=%v client h2=%v", tc.originH2, tc.cliH2), func(t *testing.T) {
+			w := newWorld(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Trailer", "X-Checksum")
+				_, _ = io.WriteString(w, "body")
+				w.Header().Set("X-Checksum", "abc")
+			}), worldOpts{h2: tc.originH2})
+			resp, err := w.client(t, tc.cliH2).Get("https://shop.example/t")
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, "body", string(b))
+			assert.Equal(t, "abc", resp.Trailer.Get("X-Checksum"))
+		})
+	}
+}
+
 // An origin that answers before reading the whole request body (here a 413
 // after the first bytes) is heard: the client gets that answer while its
 // body is still open, instead of hopper waiting on a body the origin no
