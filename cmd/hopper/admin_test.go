@@ -19,20 +19,8 @@ import (
 // TestServeAdmin runs `hopper serve --admin 127.0.0.1:0` in-process: it
 // prints one line per endpoint, and the endpoints answer and count traffic.
 func TestServeAdmin(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr := &lineLog{}, &lineLog{}
-	args := []string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--drain-timeout", "0s"}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, args, stdout, stderr) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(15 * time.Second):
-			t.Error("serve did not return after its context was cancelled")
-		}
-	})
+	h := startInProcess(t, "--admin", "127.0.0.1:0")
+	stdout, proxyAddr := h.stdout, h.Addr
 	endpoint := regexp.MustCompile(`(?m)^admin: (.+?) +(http://\S+)$`)
 	var urls map[string]string
 	require.Eventually(t, func() bool {
@@ -42,13 +30,6 @@ func TestServeAdmin(t *testing.T) {
 		}
 		return len(urls) == 6
 	}, 15*time.Second, 5*time.Millisecond, "endpoint lines: %q", stdout.String())
-	var proxyAddr string
-	require.Eventually(t, func() bool {
-		for _, rec := range stderr.records("listening") {
-			proxyAddr, _ = rec["addr"].(string)
-		}
-		return proxyAddr != ""
-	}, 15*time.Second, 5*time.Millisecond)
 	base := strings.TrimSuffix(urls["metrics"], "/metrics")
 	assert.Equal(t, base+"/", urls["status page"])
 	assert.Equal(t, base+"/proxy.pac", urls["proxy auto-config"])

@@ -26,8 +26,9 @@ import (
 // inproc is `hopper serve` running inside the test process, so that its
 // goroutines and file descriptors can be counted.
 type inproc struct {
-	Addr string
-	logs *lineLog
+	Addr   string
+	logs   *lineLog // stderr: the JSON log
+	stdout *lineLog // what serve prints for people (admin endpoints, ...)
 }
 
 // startInProcess runs serve with args (after --listen 127.0.0.1:0 and JSON
@@ -35,10 +36,10 @@ type inproc struct {
 func startInProcess(t *testing.T, args ...string) *inproc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &lineLog{}
+	stdout, logs := &lineLog{}, &lineLog{}
 	all := append([]string{"--listen", "127.0.0.1:0", "--log-format", "json", "--drain-timeout", "0s"}, args...)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, all, io.Discard, logs) }()
+	go func() { done <- serve(ctx, all, stdout, logs) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -61,7 +62,7 @@ func startInProcess(t *testing.T, args ...string) *inproc {
 		}
 		return addr != ""
 	}, 15*time.Second, 5*time.Millisecond)
-	return &inproc{Addr: addr, logs: logs}
+	return &inproc{Addr: addr, logs: logs, stdout: stdout}
 }
 
 // lineLog collects the JSON log lines serve writes.

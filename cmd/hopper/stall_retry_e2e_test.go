@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -57,37 +56,15 @@ type adminHopper struct {
 // until the test ends.
 func startAdminHopper(t *testing.T, args ...string) *adminHopper {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	stdout, logs := &lineLog{}, &lineLog{}
-	all := append([]string{"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json", "--drain-timeout", "0s"}, args...)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, all, stdout, logs) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(15 * time.Second):
-			t.Error("serve did not return after its context was cancelled")
-		}
-	})
-	h := &adminHopper{logs: logs}
+	p := startInProcess(t, append([]string{"--admin", "127.0.0.1:0"}, args...)...)
+	h := &adminHopper{Addr: p.Addr, logs: p.logs}
 	api := regexp.MustCompile(`(?m)^admin: upstreams +(http://\S+)$`)
 	require.Eventually(t, func() bool {
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("serve returned early: %v\n%s", err, logs.String())
-		default:
-		}
-		for _, rec := range logs.records("listening") {
-			h.Addr, _ = rec["addr"].(string)
-		}
-		if m := api.FindStringSubmatch(stdout.String()); m != nil {
+		if m := api.FindStringSubmatch(p.stdout.String()); m != nil {
 			h.api = m[1]
 		}
-		return h.Addr != "" && h.api != ""
-	}, 15*time.Second, 5*time.Millisecond)
+		return h.api != ""
+	}, 15*time.Second, 5*time.Millisecond, "admin lines: %q", p.stdout.String())
 	return h
 }
 
