@@ -20,14 +20,21 @@ import (
 // relay needs no separate binary.
 const BareRelayEnv = "HOPPER_BENCH_BARE_RELAY"
 
+// BareUpstreamEnv, beside BareRelayEnv, names an upstream (another bare
+// relay) that the bare relay reaches every target through with a CONNECT:
+// the floor of chained mode.
+const BareUpstreamEnv = "HOPPER_BENCH_BARE_UPSTREAM"
+
 // ServeBareRelay is the least a proxy can do: read a CONNECT request or a
 // SOCKS5 no-auth CONNECT, dial the target, answer, then io.Copy each way
 // (splice on Linux) and half-close after EOF. No logging, limits, timeouts
 // or pooling. Measured beside hopper it shows what one proxy hop costs on
 // the machine itself: two loopback TCP connections, the proxy's wake-ups,
-// the kernel's copying, which no proxy's code can remove. It serves ln
-// until ctx ends and returns once every connection has closed.
-func ServeBareRelay(ctx context.Context, ln net.Listener) error {
+// the kernel's copying, which no proxy's code can remove. With upstream
+// set it opens each tunnel with a CONNECT through that proxy instead of
+// dialling the target. It serves ln until ctx ends and returns once every
+// connection has closed.
+func ServeBareRelay(ctx context.Context, ln net.Listener, upstream string) error {
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
@@ -54,7 +61,7 @@ func ServeBareRelay(ctx context.Context, ln net.Listener) error {
 		conns[c] = struct{}{}
 		mu.Unlock()
 		wg.Go(func() {
-			bareConn(ctx, c)
+			bareConn(ctx, c, upstream)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()
@@ -65,7 +72,7 @@ func ServeBareRelay(ctx context.Context, ln net.Listener) error {
 var errBareRequest = errors.New("bare relay: bad request")
 
 // bareConn serves one client connection to its end.
-func bareConn(ctx context.Context, c net.Conn) {
+func bareConn(ctx context.Context, c net.Conn, upstream string) {
 	defer c.Close()
 	br := bufio.NewReaderSize(c, 512)
 	first, err := br.Peek(1)
@@ -84,8 +91,11 @@ func bareConn(ctx context.Context, c net.Conn) {
 	if err != nil {
 		return
 	}
-	var d net.Dialer
-	up, err := d.DialContext(ctx, "tcp", target)
+	via := route{front: FrontDirect}
+	if upstream != "" {
+		via = route{front: FrontCONNECT, proxy: upstream}
+	}
+	up, err := via.dial(ctx, target)
 	if err != nil {
 		if first[0] == 5 {
 			_, _ = c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
@@ -210,5 +220,5 @@ func serveBareRelayFromEnv(ctx context.Context) (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("bare relay: %w", err)
 	}
-	return true, ServeBareRelay(ctx, ln)
+	return true, ServeBareRelay(ctx, ln, os.Getenv(BareUpstreamEnv))
 }

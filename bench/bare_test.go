@@ -17,10 +17,10 @@ import (
 
 // startBareRelay serves ServeBareRelay on a loopback port until the test
 // ends, and checks it returns cleanly then.
-func startBareRelay(t *testing.T) string {
+func startBareRelay(t *testing.T, upstream string) string {
 	t.Helper()
 	ln := testnet.Listen(t, "")
-	testnet.Go(t, "bare relay", func(ctx context.Context) error { return ServeBareRelay(ctx, ln) })
+	testnet.Go(t, "bare relay", func(ctx context.Context) error { return ServeBareRelay(ctx, ln, upstream) })
 	return ln.Addr().String()
 }
 
@@ -29,12 +29,17 @@ func startBareRelay(t *testing.T) string {
 func TestBareRelayCarriesBothFronts(t *testing.T) {
 	ctx := testContext(t)
 	o := testOrigins(t)
-	relay := startBareRelay(t)
+	relay := startBareRelay(t, "")
+	chained := startBareRelay(t, relay)
 	payload := make([]byte, 256<<10)
 	_, _ = rand.Read(payload)
-	for _, front := range []Front{FrontCONNECT, FrontSOCKS5} {
-		t.Run(front.String(), func(t *testing.T) {
-			c, err := route{front: front, proxy: relay}.dial(ctx, o.echo.Addr().String())
+	for _, r := range []route{{front: FrontCONNECT, proxy: relay}, {front: FrontSOCKS5, proxy: relay}, {front: FrontCONNECT, proxy: chained}, {front: FrontSOCKS5, proxy: chained}} {
+		name := r.front.String()
+		if r.proxy == chained {
+			name += " chained"
+		}
+		t.Run(name, func(t *testing.T) {
+			c, err := r.dial(ctx, o.echo.Addr().String())
 			require.NoError(t, err)
 			defer c.Close()
 			go func() {
@@ -48,15 +53,20 @@ func TestBareRelayCarriesBothFronts(t *testing.T) {
 	}
 }
 
-// An unreachable target gets a refusal in the client's protocol; a request
-// that is neither CONNECT nor SOCKS5 gets the connection closed.
+// An unreachable target, or an unreachable upstream for a chained relay,
+// gets a refusal in the client's protocol; a request that is neither
+// CONNECT nor SOCKS5 gets the connection closed.
 func TestBareRelayRefuses(t *testing.T) {
 	ctx := testContext(t)
-	relay := startBareRelay(t)
+	o := testOrigins(t)
+	relay := startBareRelay(t, "")
 	target := testnet.RefusingAddr(t, "127.0.0.1")
+	orphan := startBareRelay(t, testnet.RefusingAddr(t, "127.0.0.2"))
 	for _, front := range []Front{FrontCONNECT, FrontSOCKS5} {
 		_, err := route{front: front, proxy: relay}.dial(ctx, target)
 		assert.ErrorIs(t, err, ErrHandshake, front.String())
+		_, err = route{front: front, proxy: orphan}.dial(ctx, o.echo.Addr().String())
+		assert.ErrorIs(t, err, ErrHandshake, "%s: a live target through a dead upstream", front)
 	}
 
 	c, err := net.Dial("tcp", relay)

@@ -10,7 +10,8 @@
 // memory per idle tunnel and the relay's CPU per GiB and per 1,000 tunnels,
 // plus hopper chained through a second hopper instance, and a bare relay
 // (ServeBareRelay: a handshake, then io.Copy each way) that shows what one
-// proxy hop costs on the machine whatever the proxy. Each figure is the
+// proxy hop costs on the machine whatever the proxy (and two bare relays in
+// a row for chained mode). Each figure is the
 // median of several repetitions; the result is a Report that renders as one
 // markdown table.
 //

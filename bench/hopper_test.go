@@ -61,7 +61,7 @@ func TestRunAgainstHopper(t *testing.T) {
 	assert.Empty(t, rep.Notes[:len(rep.Notes)-peers], "only the peers-off notes")
 
 	require.Len(t, rep.Rows, 2*int(numMetrics)-3, "a row per metric and front; forward rows once")
-	measured := []string{colDirect, colHopper, colChained, colBare}
+	measured := []string{colDirect, colHopper, colChained, colBare, colBareChain}
 	tlsRows := 0
 	for _, row := range rep.Rows {
 		if strings.HasPrefix(row.Key, "tls-") && row.Front == "CONNECT" {
@@ -77,7 +77,7 @@ func TestRunAgainstHopper(t *testing.T) {
 			assert.NotContains(t, row.Cells, colMITM, "MITM is measured in the HTTPS rows over CONNECT only")
 		}
 		for _, col := range measured {
-			if col == colBare && row.Front == "HTTP forward" {
+			if (col == colBare || col == colBareChain) && row.Front == "HTTP forward" {
 				assert.NotContains(t, row.Cells, col, "the bare relay has no forward mode")
 				continue
 			}

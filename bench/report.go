@@ -177,7 +177,8 @@ func (r *Report) Markdown() string {
 		"SOCKS streams to port 443 alone)\n")
 	b.WriteString("- bare relay = the harness's own floor: CONNECT or SOCKS5 handshake, then io.Copy each way (splice), " +
 		"nothing else (bench.ServeBareRelay, in its own process): what one proxy hop costs on this machine whatever " +
-		"the proxy; hopper ÷ bare relay is hopper's own overhead above that\n\n")
+		"the proxy; hopper ÷ bare relay is hopper's own overhead above that; bare relay chained = one bare relay " +
+		"reaching every target with a CONNECT through a second one, the floor of hopper chained\n\n")
 	bare := false
 	for _, c := range r.Columns {
 		bare = bare || (c.Name == colBare && c.Absent == "")

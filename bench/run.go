@@ -68,6 +68,9 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Report, error) {
 		h.subjects = append(h.subjects, mitmSubject(hop, tmp, h.roots))
 	}
 	h.subjects = append(h.subjects, bareSubject(opts.BareRelay))
+	if !opts.NoChained {
+		h.subjects = append(h.subjects, bareChainedSubject(opts.BareRelay))
+	}
 	for _, p := range peerList() {
 		s := peerSubject(p, opts.LookPath, tmp)
 		if !opts.Peers {

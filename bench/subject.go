@@ -19,6 +19,7 @@ const (
 	colChained   = "hopper chained"
 	colMITM      = "hopper MITM"
 	colBare      = "bare relay"
+	colBareChain = "bare relay chained"
 	colTinyproxy = "tinyproxy"
 	colDante     = "dante"
 	colGlider    = "glider"
@@ -119,13 +120,7 @@ func chainedSubject(hl *hopperLauncher, dir string) *subject {
 				up.stop()
 				return nil, err
 			}
-			return &instance{
-				addr:  front.addr,
-				pid:   front.pid(),
-				stop:  func() { stopAll(front.stop, up.stop) },
-				kill:  func() { stopAll(front.kill, up.kill) },
-				alive: func() bool { return front.alive() && up.alive() },
-			}, nil
+			return pairInstance(front, up), nil
 		},
 	}
 }
@@ -187,6 +182,50 @@ func bareSubject(argv []string) *subject {
 		return processInstance(p), nil
 	}
 	return s
+}
+
+// bareChainedSubject is the bare relay in front of a second bare relay,
+// which it reaches every target through with a CONNECT: the floor of
+// chained mode. Its process figures are those of the first relay, as for
+// hopper chained.
+func bareChainedSubject(argv []string) *subject {
+	s := &subject{name: colBareChain, fronts: []Front{FrontCONNECT, FrontSOCKS5}}
+	if len(argv) == 0 {
+		s.absent = "not run (Options.BareRelay unset)"
+		return s
+	}
+	start := func(ctx context.Context, name string, env ...string) (*process, error) {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		return startProcess(ctx, name, addr, argv, append(env, BareRelayEnv+"="+addr))
+	}
+	s.start = func(ctx context.Context) (*instance, error) {
+		up, err := start(ctx, "upstream bare relay")
+		if err != nil {
+			return nil, err
+		}
+		front, err := start(ctx, colBareChain, BareUpstreamEnv+"="+up.addr)
+		if err != nil {
+			up.stop()
+			return nil, err
+		}
+		return pairInstance(front, up), nil
+	}
+	return s
+}
+
+// pairInstance is a front process and the upstream it needs, started and
+// stopped together; its figures are the front's.
+func pairInstance(front, up *process) *instance {
+	return &instance{
+		addr:  front.addr,
+		pid:   front.pid(),
+		stop:  func() { stopAll(front.stop, up.stop) },
+		kill:  func() { stopAll(front.kill, up.kill) },
+		alive: func() bool { return front.alive() && up.alive() },
+	}
 }
 
 // start runs `hopper serve` on a free loopback port, with an upstream list
